@@ -1,0 +1,38 @@
+# Metamorphostreams: the commands. `make run` starts a broker, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./data
+PORT ?= 9092
+
+.PHONY: install run test lint gen gen-check bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/mms broker --data-dir $(DATA_DIR) --port $(PORT)
+
+test: install
+	bash tools/install-test-deps.sh
+	$(BIN)/python tools/gen_protocol.py --check
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tools tests
+	$(BIN)/mypy
+
+gen: install
+	$(BIN)/python tools/gen_protocol.py
+
+gen-check: install
+	$(BIN)/python tools/gen_protocol.py --check
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

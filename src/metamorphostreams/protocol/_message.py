@@ -1,0 +1,63 @@
+"""The base of every generated message and struct class."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from ._primitives import Reader, Writer, part_bytes
+
+
+class Message:
+    """A versioned Kafka message or struct. Subclasses are generated; fields are ``__slots__``.
+
+    ``read``/``write`` are generated per class. Instances compare by field values. Not
+    task-safe to mutate while another task encodes it.
+    """
+
+    __slots__: tuple[str, ...] = ()
+    VALID_VERSIONS: tuple[int, int] = (0, 0)
+    FIRST_FLEXIBLE_VERSION: int | None = None
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> Self:
+        raise NotImplementedError
+
+    def write(self, w: Writer, version: int) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def decode(cls, buf: bytes | bytearray | memoryview, version: int) -> Self:
+        """Decode one message body; trailing bytes are ignored, as Kafka does."""
+        return cls.read(Reader(buf), version)
+
+    def encode(self, version: int) -> list[Any]:
+        """Encode as parts: bytes, and records values kept as parts of their own."""
+        w = Writer()
+        self.write(w, version)
+        return w.finish()
+
+    def to_bytes(self, version: int) -> bytes:
+        return b"".join(part_bytes(p) for p in self.encode(version))
+
+    @classmethod
+    def is_flexible(cls, version: int) -> bool:
+        first = cls.FIRST_FLEXIBLE_VERSION
+        return first is not None and version >= first
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_same(getattr(self, n), getattr(other, n)) for n in self.__slots__)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__qualname__}({fields})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, memoryview) or isinstance(b, memoryview):
+        return a is not None and b is not None and bytes(a) == bytes(b)
+    return bool(a == b)

@@ -1,0 +1,59 @@
+"""The API versions this broker serves, and the ranges it advertises in ApiVersions.
+
+Ranges follow ../shared/kafka-protocol/client_versions.md ("Broker should implement"). The
+advertised range may start below the served one where old librdkafka needs it: librdkafka
+before 2.11.1 enables compression only when Produce v0 is advertised (KAFKA-18659), so, like
+Kafka 4.x, we advertise Produce from v0 but serve v3 and up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._generated import API_NAMES, REQUEST_CLASSES
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRange:
+    api_key: int
+    advertised_min: int
+    served_min: int
+    max_version: int
+
+    @property
+    def name(self) -> str:
+        return API_NAMES[self.api_key]
+
+    def serves(self, version: int) -> bool:
+        return self.served_min <= version <= self.max_version
+
+
+def _r(api_key: int, lo: int, hi: int, advertised_min: int | None = None) -> ApiRange:
+    lo_schema, hi_schema = REQUEST_CLASSES[api_key].VALID_VERSIONS
+    if not (lo_schema <= lo and hi <= hi_schema):
+        raise AssertionError(f"api {api_key} {lo}-{hi} outside its schema {lo_schema}-{hi_schema}")
+    return ApiRange(api_key, lo if advertised_min is None else advertised_min, lo, hi)
+
+
+SERVED: dict[int, ApiRange] = {
+    r.api_key: r
+    for r in (
+        _r(0, 3, 11, advertised_min=0),  # Produce
+        _r(1, 4, 12),  # Fetch (13+ addresses topics by id)
+        _r(2, 1, 7),  # ListOffsets
+        _r(3, 0, 12),  # Metadata
+        _r(18, 0, 4),  # ApiVersions
+        _r(19, 2, 7),  # CreateTopics
+        _r(20, 1, 6),  # DeleteTopics
+        _r(21, 0, 2),  # DeleteRecords
+        _r(22, 0, 4),  # InitProducerId
+        _r(23, 2, 4),  # OffsetForLeaderEpoch
+        _r(32, 1, 4),  # DescribeConfigs
+        _r(37, 0, 3),  # CreatePartitions
+        _r(60, 0, 1),  # DescribeCluster
+    )
+}
+
+
+def served_range(api_key: int) -> ApiRange | None:
+    return SERVED.get(api_key)

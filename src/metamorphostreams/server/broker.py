@@ -1,0 +1,178 @@
+"""The broker process: wiring, listener, background tasks, lifecycle.
+
+``async with Broker(data_dir, port=0) as broker`` starts a broker in-process (tests, the
+pytest plugin); ``mms broker`` runs the same object until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from ..cluster.metadata import MetadataStore, new_kafka_uuid, uuid_to_kafka
+from .config import BrokerConfig
+from .connection import Connection
+from .dispatch import Dispatcher
+from .handlers import HANDLERS
+from .replica_manager import ReplicaManager
+
+log = logging.getLogger("metamorphostreams.server")
+
+META_PROPERTIES = "meta.properties"
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Broker:
+    """One broker. Loop-owned: create and use it inside one running event loop."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9092,
+        broker_id: int | None = None,
+        props: Mapping[str, str] | None = None,
+    ) -> None:
+        given = dict(props or {})
+        if broker_id is not None:
+            given["broker.id"] = str(broker_id)
+            given.setdefault("node.id", str(broker_id))
+        self.config = BrokerConfig.from_props(given)
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.broker_id = self.config.broker_id
+        self.now_ms = wall_clock_ms
+        self.metadata: MetadataStore
+        self.replicas: ReplicaManager
+        self.dispatcher = Dispatcher(self, HANDLERS)
+        self._server: asyncio.Server | None = None
+        self._connections: set[Connection] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for key in self.config.unknown_keys():
+            log.warning("the configuration '%s' was supplied but isn't a known config", key)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.metadata = MetadataStore(self.data_dir)
+        self.metadata.ensure_cluster_id(self.config["cluster.id"])
+        self._write_meta_properties()
+        self.replicas = ReplicaManager(self.data_dir, self.config, self.metadata, self.now_ms)
+        self.replicas.open()
+        self._server = await asyncio.get_running_loop().create_server(
+            self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
+        )
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+        log.info("broker %d listening on %s:%d", self.broker_id, self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting, close connections, flush and write the clean-shutdown marker."""
+        if self._server is None:
+            return
+        self._server.close()
+        for conn in list(self._connections):
+            conn.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 5)
+        self._server = None
+        self.replicas.close()
+        self._stopped.set()
+        log.info("broker %d stopped cleanly", self.broker_id)
+
+    async def __aenter__(self) -> Broker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def advertised(self) -> tuple[str, int]:
+        """Host and port clients should use (advertised.listeners, else the bound address)."""
+        spec = str(self.config["advertised.listeners"])
+        if spec:
+            first = spec.split(",")[0]
+            hostport = first.split("://", 1)[-1]
+            host, _, port = hostport.rpartition(":")
+            if host and port.isdigit():
+                return host, int(port)
+        return self.host, self.port
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _new_connection(self) -> Connection:
+        conn = Connection(
+            self.dispatcher.handle,
+            max_frame_size=int(self.config["socket.request.max.bytes"]),
+            max_queued=int(self.config["queued.max.requests"]),
+            idle_ms=int(self.config["connections.max.idle.ms"]),
+            on_close=self._connections.discard,
+        )
+        self._connections.add(conn)
+        return conn
+
+    def _write_meta_properties(self) -> None:
+        path = self.data_dir / META_PROPERTIES
+        if path.exists():
+            return
+        text = (
+            "#\n#Written by metamorphostreams\n"
+            f"cluster.id={self.metadata.cluster_id}\n"
+            f"directory.id={uuid_to_kafka(new_kafka_uuid())}\n"
+            f"node.id={self.broker_id}\n"
+            "version=1\n"
+        )
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    async def _housekeeping(self) -> None:
+        """Retention, time-based flushes and checkpoints, at Kafka's configured intervals."""
+        retention_every = int(self.config["log.retention.check.interval.ms"]) / 1000
+        checkpoint_every = int(self.config["log.flush.offset.checkpoint.interval.ms"]) / 1000
+        tick = min(1.0, retention_every, max(checkpoint_every, 0.05))
+        loop = asyncio.get_running_loop()
+        next_retention = loop.time() + retention_every
+        next_checkpoint = loop.time() + checkpoint_every
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            try:
+                self.replicas.flush_dirty()
+                if now >= next_retention:
+                    next_retention = now + retention_every
+                    self.replicas.run_retention()
+                if now >= next_checkpoint:
+                    next_checkpoint = now + checkpoint_every
+                    self.replicas.checkpoint()
+            except OSError:
+                log.exception("housekeeping failed; will retry")

@@ -1,0 +1,102 @@
+"""Request dispatch: header checks, version checks, routing to handler modules, encoding.
+
+Kafka's answers to bad requests, which we match:
+- a frame too short for a header, an unknown API key, or a known API at a version this
+  broker does not serve: the connection is closed (Kafka's SocketServer does the same);
+- ApiVersions at a version above ours: an ApiVersions v0 response with UNSUPPORTED_VERSION
+  and our ApiVersions range (KIP-511), so the client can retry at a version we know;
+- a body that does not decode: the connection is closed (InvalidRequestException).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..protocol._generated import API_NAMES, REQUEST_CLASSES
+from ..protocol._generated.api_versions import ApiVersionsResponse
+from ..protocol.api_versions import SERVED
+from ..protocol.errors import DecodeError, ErrorCode
+from ..protocol.headers import (
+    API_VERSIONS_KEY,
+    RequestHeader,
+    decode_request_header,
+    encode_response_header,
+    peek_request_ids,
+)
+from .connection import CloseConnection, Connection
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("metamorphostreams.server")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What a handler knows about the request it serves."""
+
+    broker: Broker
+    connection: Connection
+    header: RequestHeader
+    api_version: int
+
+
+# A handler takes the context and the decoded request and returns the response message,
+# or None when no response is sent (Produce with acks=0).
+HandlerFn = Callable[[RequestContext, Any], Awaitable[Any]]
+
+
+class Dispatcher:
+    """Routes decoded requests to handlers. Shared by all connections of a broker."""
+
+    def __init__(self, broker: Broker, handlers: dict[int, HandlerFn]) -> None:
+        self.broker = broker
+        self.handlers = handlers
+        missing = set(SERVED) - set(handlers)
+        if missing:
+            raise AssertionError(f"served APIs without a handler: {sorted(missing)}")
+
+    async def handle(self, conn: Connection, frame: bytes) -> list[Any] | None:
+        try:
+            api_key, api_version, correlation_id = peek_request_ids(frame)
+        except DecodeError as e:
+            raise CloseConnection(str(e)) from None
+        served = SERVED.get(api_key)
+        if api_key == API_VERSIONS_KEY and (served is None or api_version > served.max_version):
+            return self._unsupported_api_versions(correlation_id)
+        if served is None or not served.serves(api_version):
+            name = API_NAMES.get(api_key, "unknown")
+            raise CloseConnection(
+                f"request api key {api_key} ({name}) version {api_version} is not supported"
+            )
+        view = memoryview(frame)
+        try:
+            header, reader = decode_request_header(view)
+            request = REQUEST_CLASSES[api_key].read(reader, api_version)
+        except DecodeError as e:
+            raise CloseConnection(f"malformed {API_NAMES[api_key]} v{api_version}: {e}") from None
+        ctx = RequestContext(self.broker, conn, header, api_version)
+        response = await self.handlers[api_key](ctx, request)
+        if response is None:
+            return None
+        parts: list[Any] = [encode_response_header(api_key, api_version, correlation_id)]
+        parts.extend(response.encode(api_version))
+        return parts
+
+    @staticmethod
+    def _unsupported_api_versions(correlation_id: int) -> list[Any]:
+        served = SERVED[API_VERSIONS_KEY]
+        response = ApiVersionsResponse(
+            error_code=ErrorCode.UNSUPPORTED_VERSION,
+            api_keys=[
+                ApiVersionsResponse.ApiVersion(
+                    api_key=API_VERSIONS_KEY,
+                    min_version=served.advertised_min,
+                    max_version=served.max_version,
+                )
+            ],
+        )
+        return [encode_response_header(API_VERSIONS_KEY, 0, correlation_id), *response.encode(0)]

@@ -1,0 +1,142 @@
+"""ListOffsets, OffsetForLeaderEpoch and DeleteRecords: questions about a log's offsets."""
+
+from __future__ import annotations
+
+from ...protocol._generated.delete_records import DeleteRecordsRequest, DeleteRecordsResponse
+from ...protocol._generated.list_offsets import ListOffsetsRequest, ListOffsetsResponse
+from ...protocol._generated.offset_for_leader_epoch import (
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+)
+from ...protocol.errors import ErrorCode
+from ...storage import PartitionLog
+from ..dispatch import RequestContext
+from .fetch import READ_COMMITTED, leader_epoch_error
+
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+MAX_TIMESTAMP = -3  # v7+
+HIGH_WATERMARK_SENTINEL = -1  # DeleteRecords: delete up to the high watermark
+Offsets = ListOffsetsResponse.ListOffsetsPartitionResponse
+
+
+def _lookup(plog: PartitionLog, timestamp: int, committed: bool) -> tuple[int, int, int]:
+    """(offset, timestamp, leader epoch) for a ListOffsets target, Kafka's sentinels included."""
+    last_fetchable = plog.last_stable_offset if committed else plog.high_watermark
+    if timestamp == LATEST_TIMESTAMP:
+        return last_fetchable, -1, plog.latest_epoch
+    if timestamp == EARLIEST_TIMESTAMP:
+        return plog.earliest()
+    if timestamp == MAX_TIMESTAMP:
+        found = plog.max_timestamp_offset()
+    else:
+        found = plog.fetch_offset_by_timestamp(timestamp)
+    if found is None or found[0] >= last_fetchable:
+        return -1, -1, -1
+    return found
+
+
+async def handle_list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse:
+    replicas = ctx.broker.replicas
+    committed = ctx.api_version >= 2 and req.isolation_level == READ_COMMITTED
+    topics = []
+    for topic in req.topics:
+        parts = []
+        for p in topic.partitions:
+            plog = replicas.get_log(topic.name, p.partition_index)
+            error = leader_epoch_error(p.current_leader_epoch)
+            if plog is None:
+                error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            if error != ErrorCode.NONE or plog is None:
+                parts.append(Offsets(partition_index=p.partition_index, error_code=error))
+                continue
+            if p.timestamp < MAX_TIMESTAMP or (
+                p.timestamp == MAX_TIMESTAMP and ctx.api_version < 7
+            ):
+                parts.append(
+                    Offsets(
+                        partition_index=p.partition_index, error_code=ErrorCode.UNSUPPORTED_VERSION
+                    )
+                )
+                continue
+            offset, timestamp, epoch = _lookup(plog, p.timestamp, committed)
+            parts.append(
+                Offsets(
+                    partition_index=p.partition_index,
+                    error_code=ErrorCode.NONE,
+                    timestamp=timestamp,
+                    offset=offset,
+                    leader_epoch=epoch,
+                )
+            )
+        topics.append(
+            ListOffsetsResponse.ListOffsetsTopicResponse(name=topic.name, partitions=parts)
+        )
+    return ListOffsetsResponse(topics=topics)
+
+
+async def handle_offset_for_leader_epoch(
+    ctx: RequestContext, req: OffsetForLeaderEpochRequest
+) -> OffsetForLeaderEpochResponse:
+    replicas = ctx.broker.replicas
+    End = OffsetForLeaderEpochResponse.EpochEndOffset
+    topics = []
+    for topic in req.topics:
+        parts = []
+        for p in topic.partitions:
+            plog = replicas.get_log(topic.topic, p.partition)
+            error = leader_epoch_error(p.current_leader_epoch)
+            if plog is None:
+                error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            if error != ErrorCode.NONE or plog is None:
+                parts.append(End(error_code=error, partition=p.partition))
+                continue
+            epoch, end_offset = plog.end_offset_for_epoch(p.leader_epoch)
+            parts.append(
+                End(
+                    error_code=ErrorCode.NONE,
+                    partition=p.partition,
+                    leader_epoch=epoch,
+                    end_offset=end_offset,
+                )
+            )
+        topics.append(
+            OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(
+                topic=topic.topic, partitions=parts
+            )
+        )
+    return OffsetForLeaderEpochResponse(topics=topics)
+
+
+async def handle_delete_records(
+    ctx: RequestContext, req: DeleteRecordsRequest
+) -> DeleteRecordsResponse:
+    replicas = ctx.broker.replicas
+    Result = DeleteRecordsResponse.DeleteRecordsPartitionResult
+    topics = []
+    for topic in req.topics:
+        parts = []
+        for p in topic.partitions:
+            plog = replicas.get_log(topic.name, p.partition_index)
+            if plog is None:
+                parts.append(
+                    Result(
+                        partition_index=p.partition_index,
+                        low_watermark=-1,
+                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                    )
+                )
+                continue
+            offset = plog.high_watermark if p.offset == HIGH_WATERMARK_SENTINEL else p.offset
+            error = plog.delete_records_before(offset)
+            parts.append(
+                Result(
+                    partition_index=p.partition_index,
+                    low_watermark=plog.log_start_offset if error == ErrorCode.NONE else -1,
+                    error_code=error,
+                )
+            )
+        topics.append(
+            DeleteRecordsResponse.DeleteRecordsTopicResult(name=topic.name, partitions=parts)
+        )
+    return DeleteRecordsResponse(topics=topics)

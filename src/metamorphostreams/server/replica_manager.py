@@ -1,0 +1,132 @@
+"""The partitions this broker leads: topic lifecycle over the metadata store and the logs.
+
+Single-broker form of Kafka's ReplicaManager: every partition is led here with leader epoch 0,
+the ISR is this broker alone, so the high watermark follows the log end offset. Fetch
+long-polls wait on ``data_arrived``, which is set (and replaced) after every append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ..cluster.metadata import MetadataStore, TopicInfo
+from ..storage import LogConfig, LogManager, PartitionLog
+from .config import BrokerConfig
+from .topic_configs import broker_defaults
+
+log = logging.getLogger("metamorphostreams.server")
+
+LEADER_EPOCH = 0  # a single broker is elected leader once, in epoch 0, as KRaft does
+
+
+class ReplicaManager:
+    """Owns the LogManager. Loop-owned; not task-safe beyond the event loop's serialisation."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        config: BrokerConfig,
+        metadata: MetadataStore,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self.metadata = metadata
+        self.now_ms = now_ms
+        self.logs: LogManager
+        self._data_arrived = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.logs = LogManager.open(
+            self.data_dir,
+            broker_defaults(self.config.props),
+            now_ms=self.now_ms(),
+            topic_configs=self._config_for_topic,
+            producer_id_expiration_ms=int(self.config["producer.id.expiration.ms"]),
+        )
+        known = {(t.name, p) for t in self.metadata.topics.values() for p in range(t.partitions)}
+        for plog in self.logs.all_logs():
+            key = (plog.topic, plog.partition)
+            if key not in known:
+                log.warning("deleting log %s-%d of a topic that no longer exists", *key)
+                self.logs.delete_log(*key)
+        for topic in self.metadata.topics.values():
+            cfg = self.log_config(topic)
+            for p in range(topic.partitions):
+                self.logs.create_log(topic.name, p, cfg, now_ms=self.now_ms())
+
+    def _config_for_topic(self, topic: str) -> LogConfig:
+        info = self.metadata.topics.get(topic)
+        if info is None:
+            return broker_defaults(self.config.props)
+        return self.log_config(info)
+
+    def close(self) -> None:
+        self.logs.close()
+
+    # -- topics ------------------------------------------------------------------------
+
+    def log_config(self, topic: TopicInfo) -> LogConfig:
+        return LogConfig.from_props(topic.configs, broker_defaults(self.config.props))
+
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str]) -> TopicInfo:
+        info = self.metadata.create_topic(name, partitions, configs)
+        cfg = self.log_config(info)
+        for p in range(partitions):
+            self.logs.create_log(name, p, cfg, now_ms=self.now_ms())
+        log.info("created topic %s with %d partitions", name, partitions)
+        return info
+
+    def delete_topic(self, name: str) -> None:
+        info = self.metadata.topics[name]
+        self.metadata.delete_topic(name)
+        for p in range(info.partitions):
+            self.logs.delete_log(name, p, now_ms=self.now_ms())
+        log.info("deleted topic %s", name)
+
+    def add_partitions(self, name: str, total: int) -> None:
+        info = self.metadata.topics[name]
+        cfg = self.log_config(info)
+        for p in range(info.partitions, total):
+            self.logs.create_log(name, p, cfg, now_ms=self.now_ms())
+        self.metadata.set_partition_count(name, total)
+
+    def maybe_auto_create(self, name: str) -> TopicInfo | None:
+        """Create ``name`` with the broker defaults if auto-creation is enabled."""
+        if not self.config["auto.create.topics.enable"]:
+            return None
+        return self.create_topic(name, int(self.config["num.partitions"]), {})
+
+    # -- partitions --------------------------------------------------------------------
+
+    def get_log(self, topic: str, partition: int) -> PartitionLog | None:
+        return self.logs.get_log(topic, partition)
+
+    def notify_append(self) -> None:
+        """Wake fetch long-polls waiting for data."""
+        self._data_arrived.set()
+        self._data_arrived = asyncio.Event()
+
+    async def wait_for_data(self, timeout_s: float) -> None:
+        event = self._data_arrived
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    def flush_dirty(self) -> None:
+        self.logs.flush_dirty(self.now_ms())
+
+    def run_retention(self) -> None:
+        self.logs.run_retention(self.now_ms())
+
+    def checkpoint(self) -> None:
+        self.logs.checkpoint_recovery_points()
+        self.logs.checkpoint_log_start_offsets()

@@ -1,0 +1,66 @@
+"""The commit log: segments, indexes, partition logs, checkpoints, producer state.
+
+Kafka's on-disk layout and semantics (UnifiedLog, LogSegment, LogLoader, OffsetIndex,
+TimeIndex, ProducerStateManager, LeaderEpochFileCache, OffsetCheckpointFile). No asyncio,
+no network; time comes in as ``now_ms`` arguments. Loggers use the name
+``metamorphostreams.storage``.
+"""
+
+from metamorphostreams.storage._index_file import CorruptIndexError
+from metamorphostreams.storage.checkpoints import (
+    CheckpointError,
+    LeaderEpochCheckpointFile,
+    OffsetCheckpointFile,
+)
+from metamorphostreams.storage.leader_epoch import (
+    UNDEFINED_EPOCH,
+    UNDEFINED_EPOCH_OFFSET,
+    LeaderEpochFileCache,
+)
+from metamorphostreams.storage.log_config import (
+    SERVER_SYNONYMS,
+    TOPIC_CONFIG_NAMES,
+    LogConfig,
+    LogConfigError,
+)
+from metamorphostreams.storage.log_manager import LogManager
+from metamorphostreams.storage.offset_index import InvalidOffsetError, OffsetIndex
+from metamorphostreams.storage.partition_log import DELETE_RECORDS_HIGH_WATERMARK, PartitionLog
+from metamorphostreams.storage.producer_state import (
+    BatchMetadata,
+    ProducerStateEntry,
+    ProducerStateManager,
+    SnapshotError,
+)
+from metamorphostreams.storage.results import AppendResult, FileRegion, ReadResult, RecordError
+from metamorphostreams.storage.segment import LogSegment
+from metamorphostreams.storage.time_index import TimeIndex
+
+__all__ = [
+    "DELETE_RECORDS_HIGH_WATERMARK",
+    "SERVER_SYNONYMS",
+    "TOPIC_CONFIG_NAMES",
+    "UNDEFINED_EPOCH",
+    "UNDEFINED_EPOCH_OFFSET",
+    "AppendResult",
+    "BatchMetadata",
+    "CheckpointError",
+    "CorruptIndexError",
+    "FileRegion",
+    "InvalidOffsetError",
+    "LeaderEpochCheckpointFile",
+    "LeaderEpochFileCache",
+    "LogConfig",
+    "LogConfigError",
+    "LogManager",
+    "LogSegment",
+    "OffsetCheckpointFile",
+    "OffsetIndex",
+    "PartitionLog",
+    "ProducerStateEntry",
+    "ProducerStateManager",
+    "ReadResult",
+    "RecordError",
+    "SnapshotError",
+    "TimeIndex",
+]

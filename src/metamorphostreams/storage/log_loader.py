@@ -1,0 +1,203 @@
+"""Loading a partition directory at startup, with recovery after an unclean shutdown
+(Kafka's LogLoader)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from metamorphostreams.protocol.errors import DecodeError
+from metamorphostreams.protocol.record_batch import BatchHeader
+from metamorphostreams.storage._index_file import CorruptIndexError
+from metamorphostreams.storage.leader_epoch import LeaderEpochFileCache
+from metamorphostreams.storage.log_config import LogConfig
+from metamorphostreams.storage.log_files import (
+    DELETED_FILE_SUFFIX,
+    INDEX_FILE_SUFFIX,
+    LOG_FILE_SUFFIX,
+    TIME_INDEX_FILE_SUFFIX,
+    offset_from_file_name,
+)
+from metamorphostreams.storage.producer_state import ProducerStateManager
+from metamorphostreams.storage.segment import LogSegment
+
+__all__ = ["LoadedLog", "load_log", "rebuild_producer_state"]
+
+logger = logging.getLogger("metamorphostreams.storage")
+
+# Leftovers of interrupted work: files pending deletion, checkpoint temp files, compaction
+# outputs we never finished swapping in.
+_STALE_SUFFIXES = (DELETED_FILE_SUFFIX, ".tmp", ".cleaned", ".swap")
+
+
+@dataclass(slots=True)
+class LoadedLog:
+    segments: list[LogSegment]
+    log_start_offset: int
+    log_end_offset: int
+    recovery_point: int
+
+
+def _open_segment(directory: Path, base: int, config: LogConfig, now_ms: int) -> LogSegment:
+    return LogSegment(
+        directory,
+        base,
+        index_interval_bytes=config.index_interval_bytes,
+        max_index_size=config.segment_index_bytes,
+        created_ms=now_ms,
+    )
+
+
+def _new_segment(directory: Path, base: int, config: LogConfig, now_ms: int) -> LogSegment:
+    return LogSegment.create(
+        directory,
+        base,
+        index_interval_bytes=config.index_interval_bytes,
+        max_index_size=config.segment_index_bytes,
+        now_ms=now_ms,
+    )
+
+
+def _scan_directory(directory: Path) -> list[int]:
+    """Remove stale files and orphan indexes; return the base offsets of ``.log`` files."""
+    names = os.listdir(directory)
+    bases: set[int] = set()
+    for name in names:
+        if name.endswith(_STALE_SUFFIXES):
+            logger.info("%s: removing stale file %s", directory, name)
+            (directory / name).unlink(missing_ok=True)
+        elif name.endswith(LOG_FILE_SUFFIX):
+            offset = offset_from_file_name(name)
+            if offset is not None:
+                bases.add(offset)
+    for name in names:
+        if name.endswith((INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX)):
+            offset = offset_from_file_name(name)
+            if offset is not None and offset not in bases:
+                logger.info("%s: removing orphan index %s", directory, name)
+                (directory / name).unlink(missing_ok=True)
+    return sorted(bases)
+
+
+def _assign_epoch_from(cache: LeaderEpochFileCache, header: BatchHeader) -> None:
+    epoch = header.partition_leader_epoch
+    latest = cache.latest_epoch
+    if epoch >= 0 and (latest is None or epoch > latest):
+        cache.assign(epoch, header.base_offset)
+
+
+def load_log(
+    directory: Path,
+    config: LogConfig,
+    *,
+    now_ms: int,
+    recovery_point: int,
+    log_start_offset: int | None,
+    clean_shutdown: bool,
+    leader_epochs: LeaderEpochFileCache,
+) -> LoadedLog:
+    """Open every segment of ``directory``; rebuild missing or corrupt indexes; after an
+    unclean shutdown, re-validate every segment from the one holding ``recovery_point``,
+    truncate at the first bad batch and drop the segments after it."""
+    bases = _scan_directory(directory)
+    segments: list[LogSegment] = []
+    for base in bases:
+        segment = _open_segment(directory, base, config, now_ms)
+        try:
+            segment.sanity_check()
+        except (FileNotFoundError, CorruptIndexError) as e:
+            logger.warning("%s: %s; rebuilding the indexes of %s", directory, e, segment)
+            segment.recover()
+        segments.append(segment)
+
+    if not clean_shutdown and segments:
+        first = 0
+        for i, segment in enumerate(segments):
+            if segment.base_offset <= recovery_point:
+                first = i
+        for i in range(first, len(segments)):
+            segment = segments[i]
+            logger.info("%s: recovering unflushed segment %d", directory, segment.base_offset)
+            truncated = segment.recover(lambda h: _assign_epoch_from(leader_epochs, h))
+            if truncated > 0:
+                dropped = segments[i + 1 :]
+                if dropped:
+                    logger.warning(
+                        "%s: corruption in segment %d, deleting %d later segments",
+                        directory,
+                        segment.base_offset,
+                        len(dropped),
+                    )
+                for later in dropped:
+                    later.delete()
+                del segments[i + 1 :]
+                break
+
+    start_checkpoint = 0 if log_start_offset is None else log_start_offset
+    log_end_offset = _read_end(segments)
+    if segments and start_checkpoint > log_end_offset:
+        logger.warning(
+            "%s: log start offset %d is beyond the log end offset %d; deleting all segments",
+            directory,
+            start_checkpoint,
+            log_end_offset,
+        )
+        for segment in segments:
+            segment.delete()
+        segments = []
+    # an empty segment at the start of the log carries no offsets: Kafka keeps it, so do we
+    if not segments:
+        segments.append(_new_segment(directory, start_checkpoint, config, now_ms))
+        log_end_offset = start_checkpoint
+    else:
+        log_end_offset = _read_end(segments)
+    start = max(start_checkpoint, segments[0].base_offset)
+    point = log_end_offset if clean_shutdown else min(recovery_point, log_end_offset)
+    leader_epochs.truncate_from_end(log_end_offset)
+    leader_epochs.truncate_from_start(start)
+    return LoadedLog(segments, start, log_end_offset, point)
+
+
+def _read_end(segments: list[LogSegment]) -> int:
+    if not segments:
+        return 0
+    try:
+        return segments[-1].read_next_offset()
+    except DecodeError:
+        # the active segment is corrupt although the shutdown looked clean: recover it
+        logger.warning("unreadable active segment %s; recovering it", segments[-1])
+        segments[-1].recover()
+        return segments[-1].read_next_offset()
+
+
+def rebuild_producer_state(
+    producer_state: ProducerStateManager,
+    segments: list[LogSegment],
+    *,
+    log_start_offset: int,
+    log_end_offset: int,
+    now_ms: int,
+) -> int:
+    """Load the newest usable snapshot and replay the batches after it; returns how many
+    batches were replayed."""
+    producer_state.remove_stray_snapshots(s.base_offset for s in segments)
+    replay_from = producer_state.load(log_start_offset, log_end_offset, now_ms)
+    replayed = 0
+    if replay_from < log_end_offset:
+        for i, segment in enumerate(segments):
+            next_base = segments[i + 1].base_offset if i + 1 < len(segments) else log_end_offset
+            if next_base <= replay_from:
+                continue
+            found = segment.translate_offset(replay_from)
+            if found is None:
+                continue
+            for _, header in segment.iter_headers(found[0]):
+                if header.base_offset >= replay_from:
+                    producer_state.replay(header)
+                    replayed += 1
+    producer_state.map_end_offset = log_end_offset
+    if replayed:
+        producer_state.take_snapshot()
+    return replayed

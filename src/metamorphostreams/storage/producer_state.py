@@ -1,0 +1,485 @@
+"""Idempotent-producer state of a partition and its ``<offset>.snapshot`` files.
+
+Follows Kafka's ProducerStateManager / ProducerAppendInfo / ProducerStateEntry: per producer
+id, the epoch and the metadata of its last five batches (first and last sequence, first and
+last offset, max timestamp). Incoming batches are checked against it (duplicate, epoch,
+sequence), the survivors are applied after the append. State survives restarts through
+snapshot files taken at each roll and at close, plus a replay of the batches written after
+the newest snapshot.
+
+Snapshot files use Kafka's layout (version 1): ``version int16, crc uint32 (CRC-32C of
+everything after it), count int32`` then per entry ``producer_id int64, epoch int16,
+last_sequence int32, last_offset int64, offset_delta int32, timestamp int64,
+coordinator_epoch int32, current_txn_first_offset int64``. Kafka writes one entry per
+producer (its last batch); we write one per retained batch, oldest first, so all five
+survive a restart. Kafka's loader keeps the last entry it reads for a producer id, which is
+exactly the entry it would have written itself, so the files stay readable by Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crc32c import crc32c
+
+from metamorphostreams.protocol.errors import ErrorCode
+from metamorphostreams.protocol.record_batch import (
+    NO_PRODUCER_EPOCH,
+    NO_SEQUENCE,
+    BatchHeader,
+)
+from metamorphostreams.storage.checkpoints import write_atomically
+from metamorphostreams.storage.log_files import (
+    PRODUCER_SNAPSHOT_FILE_SUFFIX,
+    offset_from_file_name,
+    producer_snapshot_file,
+)
+
+__all__ = [
+    "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
+    "NUM_BATCHES_TO_RETAIN",
+    "BatchMetadata",
+    "ProducerCheck",
+    "ProducerStateEntry",
+    "ProducerStateManager",
+    "SnapshotError",
+    "read_snapshot",
+    "write_snapshot",
+]
+
+logger = logging.getLogger("metamorphostreams.storage")
+
+NUM_BATCHES_TO_RETAIN = 5  # the producer's max.in.flight.requests.per.connection cap
+DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # producer.id.expiration.ms (1 day)
+SNAPSHOT_VERSION = 1
+
+_INT32_MAX = 0x7FFFFFFF
+_PREFIX = struct.Struct(">hIi")  # version, crc, entry count
+_ENTRY = struct.Struct(">qhiqiqiq")
+_CRC_START = 6  # the CRC covers everything after version and crc
+
+
+class SnapshotError(ValueError):
+    """A snapshot file that is truncated, has a bad CRC or an unknown version."""
+
+
+def decrement_sequence(sequence: int, decrement: int) -> int:
+    """Inverse of the int32-wrapping sequence increment (DefaultRecordBatch)."""
+    if sequence < decrement:
+        return _INT32_MAX - (decrement - sequence) + 1
+    return sequence - decrement
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMetadata:
+    """What is remembered of one appended batch of a producer."""
+
+    first_seq: int
+    last_seq: int
+    first_offset: int
+    last_offset: int
+    timestamp: int  # the batch's maxTimestamp
+
+
+class ProducerStateEntry:
+    """A producer's epoch and up to five most recent batches (oldest first). Not task-safe."""
+
+    __slots__ = (
+        "batches",
+        "coordinator_epoch",
+        "current_txn_first_offset",
+        "last_timestamp",
+        "producer_epoch",
+        "producer_id",
+    )
+
+    def __init__(
+        self,
+        producer_id: int,
+        producer_epoch: int = NO_PRODUCER_EPOCH,
+        batches: Iterable[BatchMetadata] = (),
+        *,
+        coordinator_epoch: int = -1,
+        current_txn_first_offset: int = -1,
+        last_timestamp: int = -1,
+    ) -> None:
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.batches: deque[BatchMetadata] = deque(batches, maxlen=NUM_BATCHES_TO_RETAIN)
+        self.coordinator_epoch = coordinator_epoch
+        self.current_txn_first_offset = current_txn_first_offset
+        self.last_timestamp = last_timestamp
+
+    def __repr__(self) -> str:
+        return (
+            f"ProducerStateEntry(id={self.producer_id}, epoch={self.producer_epoch}, "
+            f"batches={list(self.batches)})"
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.batches
+
+    @property
+    def last_seq(self) -> int:
+        return self.batches[-1].last_seq if self.batches else NO_SEQUENCE
+
+    @property
+    def last_data_offset(self) -> int:
+        return self.batches[-1].last_offset if self.batches else -1
+
+    def pending(self) -> ProducerStateEntry:
+        """Kafka's ``withProducerId``: same epoch and timestamps, no batches yet."""
+        return ProducerStateEntry(
+            self.producer_id,
+            self.producer_epoch,
+            coordinator_epoch=self.coordinator_epoch,
+            current_txn_first_offset=self.current_txn_first_offset,
+            last_timestamp=self.last_timestamp,
+        )
+
+    def find_duplicate(self, epoch: int, first_seq: int, last_seq: int) -> BatchMetadata | None:
+        if epoch != self.producer_epoch:
+            return None
+        for batch in self.batches:
+            if batch.first_seq == first_seq and batch.last_seq == last_seq:
+                return batch
+        return None
+
+    def maybe_update_epoch(self, epoch: int) -> None:
+        if epoch != self.producer_epoch:
+            self.batches.clear()
+            self.producer_epoch = epoch
+
+    def add_batch(self, epoch: int, batch: BatchMetadata) -> None:
+        self.maybe_update_epoch(epoch)
+        self.batches.append(batch)
+        self.last_timestamp = batch.timestamp
+
+    def merge(self, newer: ProducerStateEntry) -> None:
+        """Fold a pending entry in after its batches were appended (Kafka's ``update``)."""
+        self.maybe_update_epoch(newer.producer_epoch)
+        self.batches.extend(newer.batches)
+        self.coordinator_epoch = newer.coordinator_epoch
+        self.current_txn_first_offset = newer.current_txn_first_offset
+        self.last_timestamp = newer.last_timestamp
+
+
+@dataclass(slots=True)
+class ProducerCheck:
+    """Outcome of checking the batches of one append: an error, a duplicate (answer with
+    the original batch's offsets, append nothing), or the pending per-producer updates."""
+
+    error: ErrorCode = ErrorCode.NONE
+    message: str | None = None
+    duplicate: BatchMetadata | None = None
+    updates: dict[int, ProducerStateEntry] = field(default_factory=dict)
+
+
+def _in_sequence(last_seq: int, next_seq: int) -> bool:
+    return next_seq == last_seq + 1 or (next_seq == 0 and last_seq == _INT32_MAX)
+
+
+def _check_batch(
+    pending: ProducerStateEntry,
+    current: ProducerStateEntry,
+    header: BatchHeader,
+    first_offset: int,
+) -> tuple[ErrorCode, str] | None:
+    """ProducerAppendInfo.checkProducerEpoch + checkSequence for a client append."""
+    epoch = header.producer_epoch
+    pid = header.producer_id
+    first_seq = header.base_sequence
+    if epoch < pending.producer_epoch:
+        return ErrorCode.INVALID_PRODUCER_EPOCH, (
+            f"Epoch of producer {pid} at offset {first_offset} is {epoch}, which is smaller "
+            f"than the last seen epoch {pending.producer_epoch}"
+        )
+    if epoch != pending.producer_epoch:
+        if first_seq != 0 and pending.producer_epoch != NO_PRODUCER_EPOCH:
+            return ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, (
+                f"Invalid sequence number for new epoch of producer {pid} at offset "
+                f"{first_offset}: {epoch} (request epoch), {first_seq} (seq. number), "
+                f"{pending.producer_epoch} (current producer epoch)"
+            )
+        return None
+    if not pending.is_empty:
+        current_last_seq = pending.last_seq
+    elif epoch == current.producer_epoch:
+        current_last_seq = current.last_seq
+    else:
+        current_last_seq = NO_SEQUENCE
+    # a producer whose epoch is unknown (all its data gone) may start at any sequence
+    if current.producer_epoch != NO_PRODUCER_EPOCH and not _in_sequence(
+        current_last_seq, first_seq
+    ):
+        return ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, (
+            f"Out of order sequence number for producer {pid} at offset {first_offset}: "
+            f"{first_seq} (incoming seq. number), {current_last_seq} (current end sequence "
+            "number)"
+        )
+    return None
+
+
+def _metadata(header: BatchHeader, first_offset: int) -> BatchMetadata:
+    last_offset = first_offset + header.last_offset_delta
+    return BatchMetadata(
+        header.base_sequence,
+        header.last_sequence,
+        first_offset,
+        last_offset,
+        header.max_timestamp,
+    )
+
+
+class ProducerStateManager:
+    """Producer id -> ProducerStateEntry for one partition, plus its snapshot files.
+
+    ``map_end_offset`` is the log offset the in-memory state is current up to; a snapshot
+    named ``<map_end_offset>.snapshot`` captures it. Not task-safe.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+        sync: bool = True,
+    ) -> None:
+        self.directory = directory
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+        self._sync = sync
+        self._producers: dict[int, ProducerStateEntry] = {}
+        self.map_end_offset = 0
+        self._last_snap_offset = 0
+
+    # -- queries ------------------------------------------------------------------------
+
+    @property
+    def producers(self) -> Mapping[int, ProducerStateEntry]:
+        return self._producers
+
+    def last_entry(self, producer_id: int) -> ProducerStateEntry | None:
+        return self._producers.get(producer_id)
+
+    # -- the append path ----------------------------------------------------------------
+
+    def check_append(self, batches: Sequence[tuple[BatchHeader, int]]) -> ProducerCheck:
+        """Check ``(header, assigned base offset)`` pairs of one client append, in order.
+
+        A batch equal (epoch, first and last sequence) to one of the producer's last five
+        is a duplicate: the whole append is answered with that batch's offsets (Kafka's
+        analyzeAndValidateProducerState returns at the first duplicate).
+        """
+        updates: dict[int, ProducerStateEntry] = {}
+        for header, first_offset in batches:
+            pid = header.producer_id
+            if not header.has_producer_id:
+                continue
+            current = self._producers.get(pid)
+            if current is not None:
+                duplicate = current.find_duplicate(
+                    header.producer_epoch, header.base_sequence, header.last_sequence
+                )
+                if duplicate is not None:
+                    return ProducerCheck(duplicate=duplicate)
+            else:
+                current = ProducerStateEntry(pid)
+            pending = updates.get(pid)
+            if pending is None:
+                pending = current.pending()
+            problem = _check_batch(pending, current, header, first_offset)
+            if problem is not None:
+                return ProducerCheck(error=problem[0], message=problem[1])
+            pending.add_batch(header.producer_epoch, _metadata(header, first_offset))
+            updates[pid] = pending
+        return ProducerCheck(updates=updates)
+
+    def apply(self, check: ProducerCheck, end_offset: int) -> None:
+        """Commit the pending updates of a successful append ending at ``end_offset``."""
+        for pid, pending in check.updates.items():
+            current = self._producers.get(pid)
+            if current is None:
+                self._producers[pid] = pending
+            else:
+                current.merge(pending)
+        self.map_end_offset = end_offset
+
+    def replay(self, header: BatchHeader) -> None:
+        """Rebuild state from a batch already in the log (load, follower): no checks."""
+        if header.has_producer_id and not header.is_control:
+            entry = self._producers.get(header.producer_id)
+            if entry is None:
+                entry = self._producers[header.producer_id] = ProducerStateEntry(header.producer_id)
+            entry.add_batch(header.producer_epoch, _metadata(header, header.base_offset))
+        self.map_end_offset = header.next_offset
+
+    def remove_expired_producers(self, now_ms: int) -> int:
+        expired = [pid for pid, e in self._producers.items() if self._is_expired(e, now_ms)]
+        for pid in expired:
+            del self._producers[pid]
+        return len(expired)
+
+    def _is_expired(self, entry: ProducerStateEntry, now_ms: int) -> bool:
+        return (
+            entry.current_txn_first_offset < 0
+            and now_ms - entry.last_timestamp >= self.producer_id_expiration_ms
+        )
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def snapshot_offsets(self) -> list[int]:
+        offsets = []
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if name.endswith(PRODUCER_SNAPSHOT_FILE_SUFFIX):
+                offset = offset_from_file_name(name)
+                if offset is not None:
+                    offsets.append(offset)
+        return sorted(offsets)
+
+    def take_snapshot(self) -> Path | None:
+        """Write ``<map_end_offset>.snapshot`` unless one at that offset already exists."""
+        if self.map_end_offset <= self._last_snap_offset:
+            return None
+        path = producer_snapshot_file(self.directory, self.map_end_offset)
+        write_atomically(path, write_snapshot(self._producers.values()), sync=self._sync)
+        self._last_snap_offset = self.map_end_offset
+        return path
+
+    def _delete_snapshot(self, offset: int) -> None:
+        producer_snapshot_file(self.directory, offset).unlink(missing_ok=True)
+
+    def delete_snapshots_before(self, offset: int) -> None:
+        for snap in self.snapshot_offsets():
+            if snap < offset:
+                self._delete_snapshot(snap)
+
+    def remove_stray_snapshots(self, segment_base_offsets: Iterable[int]) -> None:
+        """Keep snapshots at segment base offsets, plus the newest one if it is above every
+        segment base (the one written at clean shutdown)."""
+        bases = set(segment_base_offsets)
+        top = max(bases, default=-1)
+        snaps = self.snapshot_offsets()
+        for i, snap in enumerate(snaps):
+            newest = i == len(snaps) - 1
+            if snap not in bases and not (newest and snap > top):
+                self._delete_snapshot(snap)
+
+    def load(self, log_start_offset: int, log_end_offset: int, now_ms: int) -> int:
+        """Reset the state to the newest readable snapshot at or below ``log_end_offset``
+        (deleting newer and corrupt ones) and return the offset the log must be replayed
+        from; with no snapshot that is ``log_start_offset``."""
+        self._producers.clear()
+        for snap in self.snapshot_offsets():
+            if snap > log_end_offset:
+                self._delete_snapshot(snap)
+        for snap in reversed(self.snapshot_offsets()):
+            path = producer_snapshot_file(self.directory, snap)
+            try:
+                entries = read_snapshot(path.read_bytes())
+            except (SnapshotError, OSError) as e:
+                logger.warning("deleting unreadable producer snapshot %s: %s", path, e)
+                self._delete_snapshot(snap)
+                continue
+            for entry in entries:
+                if not self._is_expired(entry, now_ms):
+                    self._producers[entry.producer_id] = entry
+            self.map_end_offset = self._last_snap_offset = snap
+            logger.info("loaded %d producers from snapshot %s", len(self._producers), path)
+            return snap
+        self.map_end_offset = self._last_snap_offset = log_start_offset
+        return log_start_offset
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self._producers.clear()
+        for snap in self.snapshot_offsets():
+            self._delete_snapshot(snap)
+        self._last_snap_offset = 0
+        self.map_end_offset = offset
+
+    def on_log_start_offset_incremented(self, log_start_offset: int) -> None:
+        # Producer ids outlive their data (KAFKA-7190): only bookkeeping moves forward.
+        if self.map_end_offset < log_start_offset:
+            self.map_end_offset = log_start_offset
+        snaps = self.snapshot_offsets()
+        self._last_snap_offset = snaps[-1] if snaps else log_start_offset
+
+
+def write_snapshot(entries: Iterable[ProducerStateEntry]) -> bytes:
+    """Encode producer entries as a Kafka v1 snapshot (one entry per retained batch)."""
+    body = bytearray()
+    count = 0
+    for entry in entries:
+        batches = list(entry.batches)
+        if not batches:
+            body += _ENTRY.pack(
+                entry.producer_id,
+                entry.producer_epoch,
+                NO_SEQUENCE,
+                -1,
+                0,
+                entry.last_timestamp,
+                entry.coordinator_epoch,
+                entry.current_txn_first_offset,
+            )
+            count += 1
+            continue
+        for batch in batches:
+            body += _ENTRY.pack(
+                entry.producer_id,
+                entry.producer_epoch,
+                batch.last_seq,
+                batch.last_offset,
+                batch.last_offset - batch.first_offset,
+                batch.timestamp,
+                entry.coordinator_epoch,
+                entry.current_txn_first_offset,
+            )
+            count += 1
+    tail = struct.pack(">i", count) + bytes(body)
+    return struct.pack(">hI", SNAPSHOT_VERSION, crc32c(tail)) + tail
+
+
+def read_snapshot(data: bytes) -> list[ProducerStateEntry]:
+    """Decode a snapshot written by us or by Kafka. Raises SnapshotError."""
+    if len(data) < _PREFIX.size:
+        raise SnapshotError(f"snapshot of {len(data)} bytes is truncated")
+    version, crc, count = _PREFIX.unpack_from(data, 0)
+    if version != SNAPSHOT_VERSION:
+        raise SnapshotError(f"snapshot has unknown version {version}")
+    if crc32c(data[_CRC_START:]) != crc:
+        raise SnapshotError("snapshot CRC mismatch")
+    if count < 0 or len(data) != _PREFIX.size + count * _ENTRY.size:
+        raise SnapshotError(f"snapshot length {len(data)} does not fit {count} entries")
+    producers: dict[int, ProducerStateEntry] = {}
+    for i in range(count):
+        pid, epoch, last_seq, last_offset, delta, ts, coord_epoch, txn_first = _ENTRY.unpack_from(
+            data, _PREFIX.size + i * _ENTRY.size
+        )
+        entry = producers.get(pid)
+        if entry is None or entry.producer_epoch != epoch:
+            entry = producers[pid] = ProducerStateEntry(pid, epoch)
+        if last_offset >= 0:
+            entry.batches.append(
+                BatchMetadata(
+                    decrement_sequence(last_seq, delta),
+                    last_seq,
+                    last_offset - delta,
+                    last_offset,
+                    ts,
+                )
+            )
+        entry.coordinator_epoch = coord_epoch
+        entry.current_txn_first_offset = txn_first
+        entry.last_timestamp = ts
+    return list(producers.values())

@@ -1,0 +1,1 @@
+"""End-to-end tests: real, unmodified Kafka clients against a real broker subprocess."""
