@@ -210,12 +210,16 @@ def test_list_offsets_and_offsets_for_times(broker: BrokerProcess) -> None:
 
     # By timestamp: the first offset whose timestamp is >= the one asked for.
     probe = {
-        0: (timestamp(0, 50), 50),  # exact hit
-        1: (timestamp(1, 20) - 5, 20),  # between two records
+        0: (timestamp(0, 50), 50),  # exact hit (before the peak)
+        1: (timestamp(1, 3) - 5, 3),  # between two records (before the peak)
     }
     by_time = list_offsets({p: OffsetSpec.for_timestamp(ts) for p, (ts, _) in probe.items()})
     for partition, (_ts, index) in probe.items():
         assert by_time[partition] == (index, timestamp(partition, index)), f"partition {partition}"
+    # Past the peak, the earliest record at or above the target is the peak itself (timestamps
+    # are not monotonic in the log), not the next record in timestamp order.
+    after_peak = list_offsets({0: OffsetSpec.for_timestamp(timestamp(0, 150))})
+    assert after_peak[0] == (peak[0], peak_ts[0])
 
     # Later than every record: no offset (Kafka answers offset -1).
     beyond = list_offsets({0: OffsetSpec.for_timestamp(now_ms + 3_600_000)})

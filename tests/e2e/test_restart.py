@@ -150,6 +150,7 @@ def test_kill_9_under_idempotent_acks_all_stream(broker: BrokerProcess) -> None:
         f"(e.g. {_first(log.failed)}), {len(ids)} in the log"
     )
 
+    print(context)  # shown with -s, and with the report when something below fails
     assert offsets == list(range(len(offsets))), f"offsets are not contiguous; {context}"
     duplicates = len(ids) - len(set(ids))
     assert duplicates == 0, f"{duplicates} duplicated messages; {context}"

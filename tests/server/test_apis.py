@@ -267,6 +267,7 @@ def test_produce_errors_leave_the_log_untouched(tmp_path: Path) -> None:
         assert (await produce(c, "t", 0, big)).error_code == 10  # MESSAGE_TOO_LARGE
         assert (await produce(c, "t", 0, good, acks=2)).error_code == 21  # INVALID_REQUIRED_ACKS
         assert (await produce(c, "t", 0, good + good[:30])).error_code == 2
+        assert (await produce(c, "t", 0, good + good)).error_code == 87  # one batch per partition
         assert (await list_offset(c, "t", 0, -1)).offset == 1
 
     run(tmp_path, scenario)

@@ -69,12 +69,12 @@ def test_invalid_values_are_rejected_with_the_key(name: str, value: str, fragmen
 
 
 def test_unknown_name() -> None:
-    with pytest.raises(LogConfigError, match="Unknown topic config name: retention.hours"):
+    with pytest.raises(LogConfigError, match=r"Unknown topic config name: retention\.hours"):
         LogConfig.from_props({"retention.hours": "1"})
 
 
 def test_compaction_lags_must_be_ordered() -> None:
-    with pytest.raises(LogConfigError, match="min.compaction.lag.ms"):
+    with pytest.raises(LogConfigError, match=r"min\.compaction\.lag\.ms"):
         LogConfig.from_props({"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"})
 
 

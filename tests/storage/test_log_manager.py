@@ -63,9 +63,11 @@ def test_unclean_restart_recovers_from_checkpoints(tmp_path: Path) -> None:
     log = manager.create_log("t", 0)
     for _ in range(30):
         log.append_as_leader(batch(1, value=b"x" * 300), leader_epoch=0, now_ms=1_000)
+    assert log.recovery_point == 0  # rolled segments are flushed later, off the append path
+    assert manager.flush_dirty(1_000) == 1
     manager.checkpoint_recovery_points()
     point = log.recovery_point
-    assert 0 < point < 30  # rolls flushed the older segments
+    assert point == log.segments[-1].base_offset
     active = data / "t-0" / f"{log.segments[-1].base_offset:020d}.log"
     with open(active, "ab") as f:
         f.write(b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00junk")
@@ -136,8 +138,11 @@ def test_topic_configs_and_periodic_work(tmp_path: Path) -> None:
     for t in (0, 200, 400):
         log.append_as_leader(batch(1, ts=t), leader_epoch=0, now_ms=t)
     assert len(log.segments) == 3
+    assert log.recovery_point == 0
+    assert manager.flush_dirty(499) == 1  # the rolled segments
+    assert log.recovery_point == 2
     assert manager.flush_dirty(499) == 0
-    assert manager.flush_dirty(500) == 1
+    assert manager.flush_dirty(500) == 1  # flush.ms: everything
     assert log.recovery_point == 3
     assert manager.run_retention(1_101) == 1
     assert log.log_start_offset == 1

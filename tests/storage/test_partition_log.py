@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -213,7 +214,9 @@ def test_retention_by_time(tmp_path: Path) -> None:
     assert log.enforce_retention(100_000) == 2
     assert log.log_start_offset == log.log_end_offset == 4
     assert len(log.segments) == 1 and log.segments[0].size == 0
-    assert log.append_as_leader(batch(1, ts=100_000), leader_epoch=0, now_ms=100_000).base_offset == 4
+    assert (
+        log.append_as_leader(batch(1, ts=100_000), leader_epoch=0, now_ms=100_000).base_offset == 4
+    )
 
 
 def test_retention_by_size(tmp_path: Path) -> None:
@@ -347,6 +350,32 @@ def test_flush_messages_moves_the_recovery_point(tmp_path: Path) -> None:
     assert log.recovery_point == 3
 
 
+def test_flush_job_off_the_loop(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "topic-0", fsync=True)  # file.delete.delay.ms 0
+    for _ in range(30):
+        log.append_as_leader(batch(1, value=b"x" * 300), leader_epoch=0, now_ms=1)
+    assert log.rolled_unflushed and log.recovery_point == 0
+    job = log.begin_scheduled_flush(2)
+    assert job is not None and job.offset == log.segments[-1].base_offset
+    assert len(job.fds) == 3 * (len(log.segments) - 1)
+    # segments vanish before the job runs: it owns its descriptors
+    assert log.delete_records_before(log.segments[2].base_offset) == ErrorCode.NONE
+    assert log.delete_expired_files(1_000) == 2  # file.delete.delay.ms is 0 here
+    assert not (log.dir / f"{0:020d}.log.deleted").exists()
+    worker = threading.Thread(target=job.run)
+    worker.start()
+    worker.join()
+    assert job.done
+    log.complete_flush(job)
+    assert log.recovery_point == job.offset
+    assert not log.rolled_unflushed
+    assert log.begin_scheduled_flush(3) is None
+    unrun = log.begin_flush()
+    assert unrun is not None
+    log.complete_flush(unrun)  # never ran: nothing is claimed durable
+    assert log.recovery_point == job.offset
+
+
 def test_flush_ms(tmp_path: Path) -> None:
     log = open_log(tmp_path / "topic-0", SMALL.replace(flush_ms=1000), now_ms=0)
     log.append_as_leader(batch(2), leader_epoch=0, now_ms=1)
@@ -387,3 +416,38 @@ def test_open_twice_without_closing_reads_same_data(tmp_path: Path) -> None:
         fsync=False,
     )
     assert again.log_end_offset == 2
+
+
+def test_retention_never_passes_the_high_watermark(tmp_path: Path) -> None:
+    config = SMALL.replace(retention_ms=10, segment_ms=1, segment_bytes=1 << 20)
+    log = open_log(tmp_path / "topic-0", config, now_ms=0)
+    log.hw_follows_leo = False
+    for t in (0, 10, 20, 30):  # one batch per segment
+        log.append_as_leader(batch(1, ts=t), leader_epoch=0, now_ms=t)
+    log.update_high_watermark(2)
+    assert log.enforce_retention(10_000) == 2  # segments [0] and [1]; [2] holds the HW
+    assert log.log_start_offset == 2 == log.segments[0].base_offset
+    assert log.delete_records_before(3) == ErrorCode.OFFSET_OUT_OF_RANGE
+    log.update_high_watermark(4)
+    assert log.enforce_retention(10_000) == 2
+    assert log.log_start_offset == 4
+
+
+def test_write_failure_is_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = open_log(tmp_path / "topic-0")
+    log.append_as_leader(batch(1), leader_epoch=0, now_ms=1)
+    size = log.size_in_bytes
+    real_pwrite = os.pwrite
+
+    def disk_full(fd: int, data: object, position: int) -> int:
+        real_pwrite(fd, b"\x00\x00\x00", position)  # a torn write
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("metamorphostreams.storage.segment.os.pwrite", disk_full)
+    result = log.append_as_leader(batch(1), leader_epoch=0, now_ms=1)
+    assert result.error == ErrorCode.KAFKA_STORAGE_ERROR
+    monkeypatch.undo()
+    assert log.log_end_offset == 1 and log.size_in_bytes == size
+    assert (log.dir / f"{0:020d}.log").stat().st_size == size
+    assert log.append_as_leader(batch(1), leader_epoch=0, now_ms=1).base_offset == 1
+    assert [h.base_offset for h in read_headers(log)] == [0, 1]

@@ -167,7 +167,7 @@ class Broker:
             await asyncio.sleep(tick)
             now = loop.time()
             try:
-                self.replicas.flush_dirty()
+                await self.replicas.flush_dirty()
                 if now >= next_retention:
                     next_retention = now + retention_every
                     self.replicas.run_retention()

@@ -121,8 +121,17 @@ class ReplicaManager:
 
     # -- housekeeping ------------------------------------------------------------------
 
-    def flush_dirty(self) -> None:
-        self.logs.flush_dirty(self.now_ms())
+    async def flush_dirty(self) -> None:
+        """Scheduled fsyncs (flush.ms, rolled segments) in a worker thread, off the loop."""
+        now = self.now_ms()
+        for plog in self.logs.all_logs():
+            job = plog.begin_scheduled_flush(now)
+            if job is None:
+                continue
+            try:
+                await asyncio.to_thread(job.run)
+            finally:
+                plog.complete_flush(job)
 
     def run_retention(self) -> None:
         self.logs.run_retention(self.now_ms())

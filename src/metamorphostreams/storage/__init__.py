@@ -12,6 +12,7 @@ from metamorphostreams.storage.checkpoints import (
     LeaderEpochCheckpointFile,
     OffsetCheckpointFile,
 )
+from metamorphostreams.storage.flush_job import FlushJob
 from metamorphostreams.storage.leader_epoch import (
     UNDEFINED_EPOCH,
     UNDEFINED_EPOCH_OFFSET,
@@ -47,6 +48,7 @@ __all__ = [
     "CheckpointError",
     "CorruptIndexError",
     "FileRegion",
+    "FlushJob",
     "InvalidOffsetError",
     "LeaderEpochCheckpointFile",
     "LeaderEpochFileCache",

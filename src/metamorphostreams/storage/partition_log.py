@@ -6,20 +6,25 @@ import bisect
 import logging
 import random
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from metamorphostreams.protocol.errors import DecodeError, ErrorCode
 from metamorphostreams.protocol.record_batch import (
     NO_PARTITION_LEADER_EPOCH,
     NO_TIMESTAMP,
-    BatchHeader,
-    iter_batch_headers,
     set_base_offset,
     set_log_append_time,
     set_partition_leader_epoch,
-    validate_batches,
 )
+from metamorphostreams.storage._append_validation import validate_client_records
+from metamorphostreams.storage._retention import (
+    Predicate,
+    below_log_start,
+    deletable_segments,
+    over_retention_bytes,
+    over_retention_ms,
+)
+from metamorphostreams.storage.flush_job import FlushJob
 from metamorphostreams.storage.leader_epoch import LeaderEpochFileCache
 from metamorphostreams.storage.log_config import LONG_MAX, LogConfig
 from metamorphostreams.storage.log_files import LEADER_EPOCH_CHECKPOINT_FILE
@@ -86,6 +91,7 @@ class PartitionLog:
         self._clock_ms = now_ms
         self._last_flush_ms = now_ms
         self._pending_deletes: list[tuple[int, LogSegment]] = []
+        self._roll_flush_offset = recovery_point
         self._roll_jitter_ms = self._new_jitter()
         # Single replica: the high watermark follows the log end offset. Replication
         # turns this off and drives ``update_high_watermark`` instead.
@@ -249,32 +255,12 @@ class PartitionLog:
         """
         self._tick(now_ms)
         config = self.config
-        check = validate_batches(records, config.max_message_bytes, from_client=True)
-        if not check.ok:
-            return self._failure(check.error, check.message)
-        headers = list(iter_batch_headers(records))
-        for _, header in headers:
-            if header.base_offset != 0:
-                return self._failure(
-                    ErrorCode.INVALID_RECORD,
-                    f"The baseOffset of the record batch in the append to {self.topic}-"
-                    f"{self.partition} should be 0, but it is {header.base_offset}",
-                )
-        if not config.log_append_time:
-            bad_timestamp = self._timestamp_problem(headers, now_ms)
-            if bad_timestamp is not None:
-                return self._failure(
-                    ErrorCode.INVALID_TIMESTAMP,
-                    "One or more records have been rejected due to invalid timestamp",
-                    [RecordError(0, bad_timestamp)],
-                )
-        if len(records) > config.segment_bytes:
-            return self._failure(
-                ErrorCode.RECORD_LIST_TOO_LARGE,
-                f"Message batch size is {len(records)} bytes in append to partition "
-                f"{self.topic}-{self.partition}, which exceeds the maximum configured segment "
-                f"size of {config.segment_bytes}.",
-            )
+        valid = validate_client_records(
+            records, config, now_ms=now_ms, partition_name=f"{self.topic}-{self.partition}"
+        )
+        if valid.error is not ErrorCode.NONE:
+            return self._failure(valid.error, valid.message, valid.record_errors)
+        headers = valid.headers
 
         first_offset = self._log_end_offset
         offsets: list[int] = []
@@ -299,15 +285,24 @@ class PartitionLog:
         if producer_check.error is not ErrorCode.NONE:
             return self._failure(producer_check.error, producer_check.message)
 
+        log_append = config.log_append_time
         for (pos, _), offset in zip(headers, offsets, strict=True):
             set_base_offset(records, pos, offset)
             set_partition_leader_epoch(records, pos, leader_epoch)
-            if config.log_append_time:
+            if log_append:
                 set_log_append_time(records, pos, now_ms)
-        patched = [(pos, BatchHeader.parse(records, pos)) for pos, _ in headers]
-        max_timestamp = max(header.max_timestamp for _, header in patched)
-        segment = self._maybe_roll(len(records), max_timestamp, last_offset, now_ms)
-        segment.append(records, patched)
+        appended = [
+            (pos, h.size, offset + h.last_offset_delta, now_ms if log_append else h.max_timestamp)
+            for (pos, h), offset in zip(headers, offsets, strict=True)
+        ]
+        max_timestamp = max(batch[3] for batch in appended)
+        try:
+            segment = self._maybe_roll(len(records), max_timestamp, last_offset, now_ms)
+            segment.append(records, appended)
+        except OSError as e:  # disk full, I/O error: Kafka's KafkaStorageException
+            logger.error("%s-%d: append failed: %s", self.topic, self.partition, e)
+            self._segments[-1].discard_unacknowledged_tail()
+            return self._failure(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
         self._log_end_offset = next_offset
         if leader_epoch >= 0:
             self.leader_epochs.assign(leader_epoch, first_offset)
@@ -323,24 +318,6 @@ class PartitionLog:
             now_ms if config.log_append_time else NO_TIMESTAMP,
             self._log_start_offset,
         )
-
-    def _timestamp_problem(self, headers: list[tuple[int, BatchHeader]], now_ms: int) -> str | None:
-        before = self.config.message_timestamp_before_max_ms
-        after = self.config.message_timestamp_after_max_ms
-        if before == LONG_MAX and after == LONG_MAX:
-            return None
-        for _, header in headers:
-            too_old = (
-                header.base_timestamp != NO_TIMESTAMP and now_ms - header.base_timestamp > before
-            )
-            too_new = header.max_timestamp != NO_TIMESTAMP and header.max_timestamp - now_ms > after
-            if too_old or too_new:
-                ts = header.base_timestamp if too_old else header.max_timestamp
-                return (
-                    f"Timestamp {ts} of message is out of range. The timestamp should be within "
-                    f"[{now_ms - before}, {now_ms + after}]"
-                )
-        return None
 
     # -- rolling and flushing -----------------------------------------------------------
 
@@ -383,30 +360,66 @@ class PartitionLog:
         self.producer_state.map_end_offset = new_base
         self.producer_state.take_snapshot()
         logger.info("%s-%d: rolled new segment at %d", self.topic, self.partition, new_base)
-        self._flush_up_to(new_base)
+        self._roll_flush_offset = new_base  # fsynced later, off the append path
         return segment
 
-    def _flush_up_to(self, offset: int) -> None:
+    def begin_flush(self, up_to: int | None = None) -> FlushJob | None:
+        """Prepare an fsync of everything below ``up_to`` (default: the log end offset)
+        that is above the recovery point; None when there is nothing to do. Run the job
+        anywhere, then hand it to ``complete_flush`` on the loop thread."""
+        offset = self._log_end_offset if up_to is None else min(up_to, self._log_end_offset)
         if offset <= self._recovery_point:
-            return
+            return None
+        fds: list[int] = []
         if self._fsync:
             for i, segment in enumerate(self._segments):
                 end = self._bases[i + 1] if i + 1 < len(self._segments) else self._log_end_offset
                 if end > self._recovery_point and segment.base_offset < offset:
-                    segment.flush()
-        self._recovery_point = offset
+                    fds.extend(segment.sync_handles())
+        return FlushJob(fds, offset)
+
+    def complete_flush(self, job: FlushJob) -> None:
+        """Advance the recovery point for a job that ran (a failed job changes nothing)."""
+        job.close()
+        if job.done:
+            self._recovery_point = max(self._recovery_point, min(job.offset, self._log_end_offset))
+
+    def _flush_up_to(self, offset: int) -> None:
+        job = self.begin_flush(offset)
+        if job is not None:
+            job.run()
+            self.complete_flush(job)
 
     def flush(self) -> None:
-        """fsync everything up to the log end offset; the recovery point follows."""
+        """fsync everything up to the log end offset, here and now; the recovery point
+        follows."""
         self._flush_up_to(self._log_end_offset)
 
-    def maybe_flush(self, now_ms: int) -> bool:
-        """flush.ms: flush when that long has passed since the last flush."""
+    @property
+    def rolled_unflushed(self) -> bool:
+        """Segments were rolled since the last flush (Kafka flushes them in the
+        background, moving the recovery point to the new segment's base)."""
+        return self._roll_flush_offset > self._recovery_point
+
+    def begin_scheduled_flush(self, now_ms: int) -> FlushJob | None:
+        """The flush due now: everything when flush.ms has passed since the last flush,
+        else the segments rolled since the last flush; None when nothing is due."""
         self._tick(now_ms)
-        if self.config.flush_ms == LONG_MAX or now_ms - self._last_flush_ms < self.config.flush_ms:
+        flush_ms = self.config.flush_ms
+        if flush_ms != LONG_MAX and now_ms - self._last_flush_ms >= flush_ms:
+            self._last_flush_ms = now_ms
+            return self.begin_flush()
+        if self.rolled_unflushed:
+            return self.begin_flush(self._roll_flush_offset)
+        return None
+
+    def maybe_flush(self, now_ms: int) -> bool:
+        """Run ``begin_scheduled_flush``'s job inline; True if something was flushed."""
+        job = self.begin_scheduled_flush(now_ms)
+        if job is None:
             return False
-        self.flush()
-        self._last_flush_ms = now_ms
+        job.run()
+        self.complete_flush(job)
         return True
 
     # -- read ---------------------------------------------------------------------------
@@ -519,31 +532,16 @@ class PartitionLog:
         if offset < 0 or offset > self._high_watermark:
             return ErrorCode.OFFSET_OUT_OF_RANGE
         self._increment_log_start_offset(offset, "client record deletion")
-        self._delete_old_segments(
-            lambda s, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset,
-            "log start offset breach",
-        )
+        self._delete_old_segments(below_log_start(self._log_start_offset), "log start offset")
         return ErrorCode.NONE
 
-    def _deletable_segments(
-        self, predicate: Callable[[LogSegment, LogSegment | None], bool]
-    ) -> list[LogSegment]:
-        deletable: list[LogSegment] = []
-        for i, segment in enumerate(self._segments):
-            nxt = self._segments[i + 1] if i + 1 < len(self._segments) else None
-            upper = nxt.base_offset if nxt is not None else self._log_end_offset
-            last_and_empty = nxt is None and segment.size == 0
-            # never beyond the high watermark, so the log start offset cannot pass it
-            if self._high_watermark >= upper and not last_and_empty and predicate(segment, nxt):
-                deletable.append(segment)
-            else:
-                break
-        return deletable
-
-    def _delete_old_segments(
-        self, predicate: Callable[[LogSegment, LogSegment | None], bool], reason: str
-    ) -> int:
-        deletable = self._deletable_segments(predicate)
+    def _delete_old_segments(self, predicate: Predicate, reason: str) -> int:
+        deletable = deletable_segments(
+            self._segments,
+            high_watermark=self._high_watermark,
+            log_end_offset=self._log_end_offset,
+            predicate=predicate,
+        )
         if not deletable:
             return 0
         if len(deletable) == len(self._segments):
@@ -583,28 +581,21 @@ class PartitionLog:
         those past retention.bytes / retention.ms (measured on each segment's largest
         timestamp); returns how many segments went."""
         self.delete_expired_files(now_ms)
+        config = self.config
         deleted = self._delete_old_segments(
-            lambda s, nxt: nxt is not None and nxt.base_offset <= self._log_start_offset,
-            "log start offset breach",
+            below_log_start(self._log_start_offset), "log start offset"
         )
-        if not self.config.delete_enabled:
+        if not config.delete_enabled:
             return deleted
-        retention_bytes = self.config.retention_bytes
-        if retention_bytes >= 0 and self.size_in_bytes >= retention_bytes:
-            excess = [self.size_in_bytes - retention_bytes]
-
-            def over_size(segment: LogSegment, _: LogSegment | None) -> bool:
-                if excess[0] - segment.size < 0:
-                    return False
-                excess[0] -= segment.size
-                return True
-
-            deleted += self._delete_old_segments(over_size, f"retention.bytes {retention_bytes}")
-        retention_ms = self.config.retention_ms
-        if retention_ms >= 0:
+        if config.retention_bytes >= 0 and self.size_in_bytes >= config.retention_bytes:
             deleted += self._delete_old_segments(
-                lambda s, _: now_ms - s.largest_timestamp > retention_ms,
-                f"retention.ms {retention_ms}",
+                over_retention_bytes(self.size_in_bytes, config.retention_bytes),
+                f"retention.bytes {config.retention_bytes}",
+            )
+        if config.retention_ms >= 0:
+            deleted += self._delete_old_segments(
+                over_retention_ms(now_ms, config.retention_ms),
+                f"retention.ms {config.retention_ms}",
             )
         return deleted
 
@@ -671,6 +662,7 @@ class PartitionLog:
 
     def close(self) -> None:
         """Flush, snapshot producer state at the log end offset and close every file."""
+        self._segments[-1].on_become_inactive()  # the time index gets the max timestamp
         self.flush()
         self.producer_state.map_end_offset = self._log_end_offset
         self.producer_state.take_snapshot()

@@ -348,10 +348,14 @@ class ProducerStateManager:
         return sorted(offsets)
 
     def take_snapshot(self) -> Path | None:
-        """Write ``<map_end_offset>.snapshot`` unless one at that offset already exists."""
-        if self.map_end_offset <= self._last_snap_offset:
-            return None
+        """Write ``<map_end_offset>.snapshot`` unless one at that offset already exists.
+
+        Unlike Kafka, which skips the snapshot when the log start offset moved up to the
+        end offset (so a restart forgets the producers), a missing file is always written.
+        """
         path = producer_snapshot_file(self.directory, self.map_end_offset)
+        if self.map_end_offset <= self._last_snap_offset and path.exists():
+            return None
         write_atomically(path, write_snapshot(self._producers.values()), sync=self._sync)
         self._last_snap_offset = self.map_end_offset
         return path

@@ -34,7 +34,7 @@ from metamorphostreams.storage.log_files import (
 from metamorphostreams.storage.offset_index import OffsetIndex
 from metamorphostreams.storage.time_index import TimeIndex
 
-__all__ = ["LogSegment", "write_fully"]
+__all__ = ["AppendedBatch", "LogSegment", "write_fully"]
 
 logger = logging.getLogger("metamorphostreams.storage")
 
@@ -42,6 +42,9 @@ HEADER_SCAN_CHUNK = 16 * 1024  # one pread covers many small batches' headers
 RECOVERY_CHUNK = 1024 * 1024  # recovery reads whole batches to check their CRCs
 INT32_MAX = 0x7FFFFFFF
 _INT32 = struct.Struct(">i")
+
+# (position inside the appended bytes, size, last offset, max timestamp) of one batch
+AppendedBatch = tuple[int, int, int, int]
 
 
 def write_fully(fd: int, data: ReadableBuffer, position: int) -> None:
@@ -266,33 +269,41 @@ class LogSegment:
 
     # -- appending ----------------------------------------------------------------------
 
-    def _index_batch(self, position: int, header: BatchHeader) -> None:
-        if header.max_timestamp > self.max_timestamp_so_far:
-            self._max_timestamp = (header.max_timestamp, header.last_offset)
+    def _index_batch(self, position: int, size: int, last_offset: int, max_timestamp: int) -> None:
+        if max_timestamp > self.max_timestamp_so_far:
+            self._max_timestamp = (max_timestamp, last_offset)
         if self._bytes_since_last_index_entry > self.index_interval_bytes:
             if not self.offset_index.is_full:
-                self.offset_index.append(header.last_offset, position)
+                self.offset_index.append(last_offset, position)
             if not self.time_index.is_full:
                 ts, offset = self.max_timestamp_and_offset
                 self.time_index.maybe_append(ts, offset)
             self._bytes_since_last_index_entry = 0
-        self._bytes_since_last_index_entry += header.size
+        self._bytes_since_last_index_entry += size
 
-    def append(self, data: ReadableBuffer, headers: Sequence[tuple[int, BatchHeader]]) -> None:
-        """Write ``data`` (whole batches with offsets assigned; ``headers`` are their
-        positions inside ``data``) at the end of the file with one write."""
-        if not headers:
+    def append(self, data: ReadableBuffer, batches: Sequence[AppendedBatch]) -> None:
+        """Write ``data`` (whole batches with offsets assigned) at the end of the file with
+        one write; ``batches`` describe them in order as ``(position inside data, size,
+        last offset, max timestamp)``."""
+        if not batches:
             return
-        last = headers[-1][1].last_offset
+        last = batches[-1][2]
         if not self.can_convert_to_relative_offset(last):
             raise ValueError(f"offset {last} does not fit segment {self.base_offset}")
         position = self._size
         write_fully(self.fd, data, position)
         if self._rolling_based_timestamp is None and position == 0:
-            self._rolling_based_timestamp = headers[0][1].max_timestamp
-        for pos, header in headers:
-            self._index_batch(position + pos, header)
+            self._rolling_based_timestamp = batches[0][3]
+        for pos, size, last_offset, max_timestamp in batches:
+            self._index_batch(position + pos, size, last_offset, max_timestamp)
         self._size += len(data)
+
+    def discard_unacknowledged_tail(self) -> None:
+        """After a failed write: cut the file back to the last complete append."""
+        try:
+            os.ftruncate(self.fd, self._size)
+        except OSError as e:
+            logger.error("%s: cannot cut a failed write back: %s", self.log_path, e)
 
     # -- rolling ------------------------------------------------------------------------
 
@@ -373,7 +384,7 @@ class LogSegment:
             header = BatchHeader.parse(reader.get(pos, BATCH_HEADER_SIZE), 0)
             if pos == 0:
                 self._rolling_based_timestamp = header.max_timestamp
-            self._index_batch(pos, header)
+            self._index_batch(pos, header.size, header.last_offset, header.max_timestamp)
             if on_batch is not None:
                 on_batch(header)
             prev_last_offset = header.last_offset
@@ -489,6 +500,16 @@ class LogSegment:
         return [(r.offset, r.timestamp) for r in records]
 
     # -- durability and lifecycle -------------------------------------------------------
+
+    def sync_handles(self) -> list[int]:
+        """New descriptors of the segment's files, for an fsync off the loop thread."""
+        fds = [os.dup(self.fd)]
+        for path in (self.offset_index.path, self.time_index.path):
+            try:
+                fds.append(os.open(path, os.O_RDONLY))
+            except FileNotFoundError:
+                pass
+        return fds
 
     def flush(self) -> None:
         os.fsync(self.fd)

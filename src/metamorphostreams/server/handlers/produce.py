@@ -7,7 +7,7 @@ and sequence) and writes the bytes as received, with baseOffset and leader epoch
 from __future__ import annotations
 
 from ...protocol._generated.produce import ProduceRequest, ProduceResponse
-from ...protocol.errors import ErrorCode
+from ...protocol.errors import DecodeError, ErrorCode
 from ...protocol.record_batch import TRANSACTIONAL_MASK, iter_batch_headers
 from ..connection import CloseConnection
 from ..dispatch import RequestContext
@@ -28,8 +28,17 @@ def _error(index: int, code: ErrorCode, message: str | None = None) -> Partition
     )
 
 
-def _is_transactional(records: memoryview) -> bool:
-    return any(h.attributes & TRANSACTIONAL_MASK for _, h in iter_batch_headers(records))
+def _batch_shape(records: memoryview) -> tuple[int, bool]:
+    """(number of complete batches, any transactional) from the batch headers alone."""
+    count = 0
+    transactional = False
+    try:
+        for _, header in iter_batch_headers(records):
+            count += 1
+            transactional = transactional or bool(header.attributes & TRANSACTIONAL_MASK)
+    except DecodeError:
+        pass  # the log's validation answers malformed batches with Kafka's error code
+    return count, transactional
 
 
 async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | None:
@@ -52,7 +61,14 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
                 resp = _error(
                     part.index, ErrorCode.INVALID_RECORD, "Produce request without records"
                 )
-            elif req.transactional_id is not None or _is_transactional(part.records):
+            elif (shape := _batch_shape(part.records))[0] > 1:
+                resp = _error(
+                    part.index,
+                    ErrorCode.INVALID_RECORD,
+                    f"Produce requests with version {ctx.api_version} are only allowed to "
+                    "contain exactly one record batch per partition.",
+                )
+            elif req.transactional_id is not None or shape[1]:
                 resp = _error(
                     part.index, ErrorCode.INVALID_TXN_STATE, "Transactions are not supported yet"
                 )

@@ -1,0 +1,672 @@
+"""Consumer group membership: coordinator, committed offsets, the classic and KIP-848 protocols.
+
+``GroupCoordinatorClient`` finds the group coordinator and commits/fetches offsets.
+``ClassicMember`` runs Kafka's classic protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup;
+the leader runs the client-side assignor); ``ConsumerProtocolMember`` runs KIP-848
+(ConsumerGroupHeartbeat; the broker assigns, the member reconciles). Both apply assignment
+changes through the consumer (``GroupOwner``), which runs rebalance callbacks, and both
+change the assignment only inside ``ensure_active()``, which the consumer calls from poll().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from ..protocol._generated.consumer_group_heartbeat import (
+    ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse,
+)
+from ..protocol._generated.consumer_protocol_assignment import ConsumerProtocolAssignment
+from ..protocol._generated.consumer_protocol_subscription import ConsumerProtocolSubscription
+from ..protocol._generated.find_coordinator import FindCoordinatorRequest
+from ..protocol._generated.heartbeat import HeartbeatRequest
+from ..protocol._generated.join_group import JoinGroupRequest, JoinGroupResponse
+from ..protocol._generated.leave_group import LeaveGroupRequest
+from ..protocol._generated.offset_commit import OffsetCommitRequest
+from ..protocol._generated.offset_fetch import OffsetFetchRequest
+from ..protocol._generated.sync_group import SyncGroupRequest
+from ..protocol.errors import ErrorCode
+from .assignors import Assignor, MemberSubscription, assignor_for
+from .cluster import BrokerInfo, KafkaClient, TopicPartition
+from .config import ClientConfig
+from .errors import (
+    COORDINATOR_CODES,
+    CommitFailedError,
+    ConfigError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    error_for,
+)
+
+log = logging.getLogger("metamorphostreams.client")
+
+CONSUMER_PROTOCOL_VERSION = 3  # ConsumerProtocolSubscription/Assignment: owned partitions, rack
+LANE = "coordinator"
+_VERSION_PREFIX = struct.Struct(">h")
+REBALANCE_CODES = frozenset(
+    {
+        ErrorCode.ILLEGAL_GENERATION,
+        ErrorCode.UNKNOWN_MEMBER_ID,
+        ErrorCode.REBALANCE_IN_PROGRESS,
+        ErrorCode.FENCED_INSTANCE_ID,
+        ErrorCode.STALE_MEMBER_EPOCH,
+        ErrorCode.FENCED_MEMBER_EPOCH,
+    }
+)
+
+
+class GroupOwner(Protocol):
+    """What a group member needs from its consumer."""
+
+    def group_assigned(self) -> set[TopicPartition]: ...
+
+    async def group_revoke(self, partitions: set[TopicPartition], lost: bool) -> None: ...
+
+    async def group_add(self, partitions: set[TopicPartition]) -> None: ...
+
+    def group_wake(self) -> None: ...
+
+
+def encode_versioned(message: Any, version: int) -> bytes:
+    return _VERSION_PREFIX.pack(version) + message.to_bytes(version)
+
+
+def decode_versioned(cls: Any, data: bytes | memoryview | None, latest: int) -> Any:
+    if data is None or len(data) < 2:
+        return cls()
+    (version,) = _VERSION_PREFIX.unpack_from(data)
+    return cls.decode(memoryview(data)[2:], min(max(version, 0), latest))
+
+
+class GroupCoordinatorClient:
+    """Finds the group's coordinator; commits and fetches offsets. Loop-owned."""
+
+    def __init__(
+        self, client: KafkaClient, config: ClientConfig, group_id: str | None = None
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.group_id: str = group_id or config["group.id"]
+        self.coordinator: int | None = None
+        self.member_id = ""
+        self.generation = -1  # classic generation, or KIP-848 member epoch
+        self.api_timeout_s = config["default.api.timeout.ms"] / 1000
+
+    async def coordinator_node(self) -> int:
+        if self.coordinator is not None:
+            return self.coordinator
+        deadline = time.monotonic() + self.api_timeout_s
+        while True:
+            version = await self.client.api_version(FindCoordinatorRequest.API_KEY)
+            request = FindCoordinatorRequest(key=self.group_id, key_type=0)
+            if version >= 4:
+                request.coordinator_keys = [self.group_id]
+            response = await self.client.send(None, request, version=version)
+            if version >= 4:
+                c = response.coordinators[0]
+                code, node, host, port = c.error_code, c.node_id, c.host, c.port
+            else:
+                code, node = response.error_code, response.node_id
+                host, port = response.host, response.port
+            if code == ErrorCode.NONE:
+                if node not in self.client.metadata.brokers:
+                    self.client.metadata.brokers[node] = BrokerInfo(node, host, port)
+                self.coordinator = node
+                return node
+            err = error_for(code)
+            if not err.retriable or time.monotonic() > deadline:
+                raise err
+            await asyncio.sleep(self.config["retry.backoff.ms"] / 1000)
+
+    def coordinator_dead(self) -> None:
+        self.coordinator = None
+
+    async def send(self, request: Any, timeout_s: float | None = None) -> Any:
+        node = await self.coordinator_node()
+        try:
+            return await self.client.send(node, request, lane=LANE, timeout_s=timeout_s)
+        except (KafkaConnectionError, KafkaTimeoutError):
+            self.coordinator_dead()
+            raise
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """OffsetCommit, retried on retriable errors; CommitFailedError if the group moved on."""
+        if not offsets:
+            return
+        by_topic: dict[str, list[OffsetCommitRequest.OffsetCommitRequestPartition]] = {}
+        for tp, offset in sorted(offsets.items()):
+            by_topic.setdefault(tp.topic, []).append(
+                OffsetCommitRequest.OffsetCommitRequestPartition(
+                    partition_index=tp.partition, committed_offset=offset, committed_metadata=""
+                )
+            )
+        request = OffsetCommitRequest(
+            group_id=self.group_id,
+            generation_id_or_member_epoch=self.generation,
+            member_id=self.member_id,
+            group_instance_id=self.config.get("group.instance.id"),
+            topics=[
+                OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=p)
+                for t, p in by_topic.items()
+            ],
+        )
+        await self._retrying(self._commit_once, request)
+
+    async def _commit_once(self, request: OffsetCommitRequest) -> None:
+        response = await self.send(request)
+        for topic in response.topics or []:
+            for part in topic.partitions or []:
+                code = part.error_code
+                if code == ErrorCode.NONE:
+                    continue
+                if code in REBALANCE_CODES:
+                    raise CommitFailedError(
+                        f"commit of {topic.name}-{part.partition_index} failed: the group "
+                        f"rebalanced ({ErrorCode(code).name})"
+                    )
+                raise error_for(code, f"commit of {topic.name}-{part.partition_index} failed")
+
+    async def fetch_committed(
+        self, partitions: Iterable[TopicPartition] | None, *, require_stable: bool = False
+    ) -> dict[TopicPartition, int | None]:
+        """Committed offsets (None: nothing committed); partitions None: all the group has."""
+        tps = sorted(set(partitions)) if partitions is not None else None
+        if tps is not None and not tps:
+            return {}
+        result: dict[TopicPartition, int | None] = await self._retrying(
+            self._fetch_once, tps, require_stable
+        )
+        return result
+
+    async def _fetch_once(
+        self, tps: list[TopicPartition] | None, require_stable: bool
+    ) -> dict[TopicPartition, int | None]:
+        node = await self.coordinator_node()
+        version = await self.client.api_version(OffsetFetchRequest.API_KEY, node)
+        by_topic: dict[str, list[int]] = {}
+        for tp in tps or ():
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        request = OffsetFetchRequest(group_id=self.group_id, require_stable=require_stable)
+        if version >= 8:
+            request.groups = [
+                OffsetFetchRequest.OffsetFetchRequestGroup(
+                    group_id=self.group_id,
+                    member_id=self.member_id or None,
+                    member_epoch=self.generation if self.member_id else -1,
+                    topics=None
+                    if tps is None
+                    else [
+                        OffsetFetchRequest.OffsetFetchRequestTopics(name=t, partition_indexes=p)
+                        for t, p in by_topic.items()
+                    ],
+                )
+            ]
+        else:
+            request.topics = (
+                None
+                if tps is None
+                else [
+                    OffsetFetchRequest.OffsetFetchRequestTopic(name=t, partition_indexes=p)
+                    for t, p in by_topic.items()
+                ]
+            )
+        response = await self.send(request)
+        if version >= 8:
+            group = response.groups[0]
+            code, topics = group.error_code, group.topics
+        else:
+            code, topics = response.error_code, response.topics
+        if code != ErrorCode.NONE:
+            raise error_for(code, f"fetching committed offsets of group {self.group_id!r}")
+        out: dict[TopicPartition, int | None] = dict.fromkeys(tps or ())
+        for topic in topics or []:
+            for part in topic.partitions or []:
+                if part.error_code != ErrorCode.NONE:
+                    raise error_for(part.error_code, f"committed offset of {topic.name}")
+                tp = TopicPartition(topic.name, part.partition_index)
+                out[tp] = part.committed_offset if part.committed_offset >= 0 else None
+        return out
+
+    async def _retrying(self, fn: Any, *args: Any) -> Any:
+        deadline = time.monotonic() + self.api_timeout_s
+        backoff = self.config["retry.backoff.ms"] / 1000
+        while True:
+            try:
+                return await fn(*args)
+            except KafkaError as exc:
+                if exc.code in COORDINATOR_CODES or isinstance(exc, KafkaConnectionError):
+                    self.coordinator_dead()
+                if isinstance(exc, CommitFailedError):
+                    raise
+                retriable = exc.retriable or isinstance(exc, KafkaConnectionError)
+                if not retriable or time.monotonic() + backoff > deadline:
+                    raise
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.config["retry.backoff.max.ms"] / 1000)
+
+
+class ClassicMember(GroupCoordinatorClient):
+    """A member of a classic-protocol group (KIP-429 cooperative when every assignor is)."""
+
+    def __init__(
+        self, client: KafkaClient, config: ClientConfig, owner: GroupOwner, topics: set[str]
+    ) -> None:
+        super().__init__(client, config)
+        try:
+            self.assignors: list[Assignor] = [
+                assignor_for(n) for n in config["partition.assignment.strategy"]
+            ]
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not self.assignors:
+            raise ConfigError("partition.assignment.strategy must name at least one assignor")
+        self.cooperative = all(a.cooperative for a in self.assignors)
+        self.owner = owner
+        self.topics = set(topics)
+        self.need_join = True
+        self.lost = False
+        self.protocol: str | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._stable = False
+
+    @property
+    def state(self) -> str:
+        return "Stable" if self._stable and not self.need_join else "PreparingRebalance"
+
+    def set_topics(self, topics: set[str]) -> None:
+        if topics != self.topics:
+            self.topics = set(topics)
+            self.need_join = True
+            self.owner.group_wake()
+
+    async def ensure_active(self) -> None:
+        """Join (or rejoin) the group if needed and apply the new assignment."""
+        while self.need_join:
+            owned = self.owner.group_assigned()
+            if self.lost and owned:
+                await self.owner.group_revoke(owned, True)
+            elif not self.cooperative and owned:
+                await self.owner.group_revoke(owned, False)
+            self.lost = False
+            self._stable = False
+            self.need_join = False
+            assignment = await self._join_and_sync()
+            self._stable = True
+            self._start_heartbeat()
+            owned = self.owner.group_assigned()
+            revoked = owned - assignment
+            if revoked:
+                await self.owner.group_revoke(revoked, False)
+                if self.cooperative:
+                    self.need_join = True  # hand the revoked partitions over (KIP-429)
+            await self.owner.group_add(assignment - owned)
+
+    def _subscription(self) -> bytes:
+        owned = self.owner.group_assigned() if self.cooperative else set()
+        by_topic: dict[str, list[int]] = {}
+        for tp in sorted(owned):
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        sub = ConsumerProtocolSubscription(
+            topics=sorted(self.topics),
+            user_data=None,
+            owned_partitions=[
+                ConsumerProtocolSubscription.TopicPartition(topic=t, partitions=p)
+                for t, p in by_topic.items()
+            ],
+            generation_id=self.generation,
+            rack_id=self.config["client.rack"] or None,
+        )
+        return encode_versioned(sub, CONSUMER_PROTOCOL_VERSION)
+
+    async def _join_and_sync(self) -> set[TopicPartition]:
+        rebalance_ms = self.config["max.poll.interval.ms"]
+        timeout = rebalance_ms / 1000 + 5
+        backoff = self.config["retry.backoff.ms"] / 1000
+        while True:
+            request = JoinGroupRequest(
+                group_id=self.group_id,
+                session_timeout_ms=self.config["session.timeout.ms"],
+                rebalance_timeout_ms=rebalance_ms,
+                member_id=self.member_id,
+                group_instance_id=self.config["group.instance.id"],
+                protocol_type="consumer",
+                protocols=[
+                    JoinGroupRequest.JoinGroupRequestProtocol(
+                        name=a.name, metadata=self._subscription()
+                    )
+                    for a in self.assignors
+                ],
+                reason=None,
+            )
+            try:
+                joined: JoinGroupResponse = await self.send(request, timeout)
+            except (KafkaConnectionError, KafkaTimeoutError):
+                await asyncio.sleep(backoff)
+                continue
+            code = joined.error_code
+            if code == ErrorCode.MEMBER_ID_REQUIRED:
+                self.member_id = joined.member_id
+                continue
+            if code in (ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.ILLEGAL_GENERATION):
+                self.member_id, self.generation = "", -1
+                continue
+            if code in COORDINATOR_CODES:
+                self.coordinator_dead()
+                await asyncio.sleep(backoff)
+                continue
+            if code in (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, ErrorCode.REBALANCE_IN_PROGRESS):
+                await asyncio.sleep(backoff)
+                continue
+            if code != ErrorCode.NONE:
+                raise error_for(code, f"joining group {self.group_id!r}")
+            self.member_id = joined.member_id
+            self.generation = joined.generation_id
+            self.protocol = joined.protocol_name
+            assignments: list[SyncGroupRequest.SyncGroupRequestAssignment] = []
+            if joined.leader == joined.member_id and not joined.skip_assignment:
+                assignments = await self._lead(joined)
+            sync = SyncGroupRequest(
+                group_id=self.group_id,
+                generation_id=self.generation,
+                member_id=self.member_id,
+                group_instance_id=self.config["group.instance.id"],
+                protocol_type="consumer",
+                protocol_name=joined.protocol_name,
+                assignments=assignments,
+            )
+            try:
+                synced = await self.send(sync, timeout)
+            except (KafkaConnectionError, KafkaTimeoutError):
+                await asyncio.sleep(backoff)
+                continue
+            code = synced.error_code
+            if code in (ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.ILLEGAL_GENERATION):
+                self.member_id, self.generation = "", -1
+                continue
+            if code in COORDINATOR_CODES:
+                self.coordinator_dead()
+                continue
+            if code == ErrorCode.REBALANCE_IN_PROGRESS:
+                continue
+            if code != ErrorCode.NONE:
+                raise error_for(code, f"syncing group {self.group_id!r}")
+            assignment = decode_versioned(
+                ConsumerProtocolAssignment, synced.assignment, CONSUMER_PROTOCOL_VERSION
+            )
+            log.debug("group %s generation %d: %s", self.group_id, self.generation, assignment)
+            return {
+                TopicPartition(tp.topic, p)
+                for tp in assignment.assigned_partitions or []
+                for p in tp.partitions or []
+            }
+
+    async def _lead(
+        self, joined: JoinGroupResponse
+    ) -> list[SyncGroupRequest.SyncGroupRequestAssignment]:
+        assignor = next((a for a in self.assignors if a.name == joined.protocol_name), None)
+        if assignor is None:
+            raise ConfigError(f"the group chose assignor {joined.protocol_name!r}, which we lack")
+        members: list[MemberSubscription] = []
+        for m in joined.members or []:
+            sub = decode_versioned(
+                ConsumerProtocolSubscription, m.metadata, CONSUMER_PROTOCOL_VERSION
+            )
+            members.append(
+                MemberSubscription(
+                    m.member_id,
+                    list(sub.topics or []),
+                    [(tp.topic, p) for tp in sub.owned_partitions or [] for p in tp.partitions],
+                    sub.generation_id,
+                    m.group_instance_id,
+                    sub.rack_id,
+                )
+            )
+        topics = {t for m in members for t in m.topics}
+        await self.client.refresh_metadata(topics)
+        counts = {
+            t: len(info.partitions)
+            for t in topics
+            if (info := self.client.metadata.topics.get(t)) is not None
+        }
+        result = assignor.assign(counts, members)
+        out = []
+        for member_id, tps in result.items():
+            by_topic: dict[str, list[int]] = {}
+            for topic, p in sorted(tps):
+                by_topic.setdefault(topic, []).append(p)
+            assignment = ConsumerProtocolAssignment(
+                assigned_partitions=[
+                    ConsumerProtocolAssignment.TopicPartition(topic=t, partitions=ps)
+                    for t, ps in by_topic.items()
+                ],
+                user_data=None,
+            )
+            out.append(
+                SyncGroupRequest.SyncGroupRequestAssignment(
+                    member_id=member_id,
+                    assignment=encode_versioned(assignment, CONSUMER_PROTOCOL_VERSION),
+                )
+            )
+        return out
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.ensure_future(self._heartbeat_loop())
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.config["heartbeat.interval.ms"] / 1000
+        while True:
+            await asyncio.sleep(interval)
+            if not self._stable or self.need_join:
+                continue
+            request = HeartbeatRequest(
+                group_id=self.group_id,
+                generation_id=self.generation,
+                member_id=self.member_id,
+                group_instance_id=self.config["group.instance.id"],
+            )
+            try:
+                response = await self.send(request)
+            except KafkaError:
+                continue
+            code = response.error_code
+            if code == ErrorCode.NONE:
+                continue
+            if code in COORDINATOR_CODES:
+                self.coordinator_dead()
+                continue
+            if code in REBALANCE_CODES:
+                if code != ErrorCode.REBALANCE_IN_PROGRESS:
+                    self.lost = True
+                    self.member_id, self.generation = "", -1
+                self.need_join = True
+                self.owner.group_wake()
+
+    async def leave(self) -> None:
+        """LeaveGroup (dynamic members only, as Kafka does), then forget the membership."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if not self.member_id or self.config["group.instance.id"]:
+            return
+        request = LeaveGroupRequest(
+            group_id=self.group_id,
+            member_id=self.member_id,
+            members=[LeaveGroupRequest.MemberIdentity(member_id=self.member_id, reason=None)],
+        )
+        with contextlib.suppress(KafkaError):
+            await self.send(request, timeout_s=5)
+        self.member_id, self.generation = "", -1
+        self._stable = False
+
+
+class ConsumerProtocolMember(GroupCoordinatorClient):
+    """A member of a KIP-848 ``consumer`` group: heartbeats carry subscription and assignment."""
+
+    def __init__(
+        self, client: KafkaClient, config: ClientConfig, owner: GroupOwner, topics: set[str]
+    ) -> None:
+        super().__init__(client, config)
+        self.owner = owner
+        self.topics = set(topics)
+        self.generation = 0
+        self.member_id = _random_member_id()
+        self.target: set[tuple[uuid.UUID, int]] | None = None
+        self.interval = config["heartbeat.interval.ms"] / 1000
+        self._send_subscription = True
+        self._send_owned = True
+        self._joined = False
+        self._fenced = False
+        self._kick = asyncio.Event()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._first = asyncio.Event()
+        self.error: KafkaError | None = None
+
+    @property
+    def state(self) -> str:
+        return "Stable" if self._joined and self.target is None else "Reconciling"
+
+    def set_topics(self, topics: set[str]) -> None:
+        if topics != self.topics:
+            self.topics = set(topics)
+            self._send_subscription = True
+            self._kick.set()
+
+    async def ensure_active(self) -> None:
+        if self._heartbeat is None:
+            self.client.want_topics(self.topics)
+            self._heartbeat = asyncio.ensure_future(self._heartbeat_loop())
+            await self._first.wait()
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+        if self._fenced:
+            self._fenced = False
+            owned = self.owner.group_assigned()
+            if owned:
+                await self.owner.group_revoke(owned, True)
+        if self.target is None:
+            return
+        target = await self._resolve(self.target)
+        if target is None:
+            return
+        self.target = None
+        owned = self.owner.group_assigned()
+        if owned - target:
+            await self.owner.group_revoke(owned - target, False)
+        if target - owned:
+            await self.owner.group_add(target - owned)
+        self._send_owned = True
+        self._kick.set()
+
+    async def _resolve(self, ids: set[tuple[uuid.UUID, int]]) -> set[TopicPartition] | None:
+        names = self.client.metadata.topic_names
+        if any(tid not in names for tid, _ in ids):
+            await self.client.refresh_metadata(self.topics)
+            if any(tid not in names for tid, _ in ids):
+                return None
+        return {TopicPartition(names[tid], p) for tid, p in ids}
+
+    def _owned_ids(self) -> list[ConsumerGroupHeartbeatRequest.TopicPartitions]:
+        by_id: dict[uuid.UUID, list[int]] = {}
+        topics = self.client.metadata.topics
+        for tp in sorted(self.owner.group_assigned()):
+            info = topics.get(tp.topic)
+            if info is not None:
+                by_id.setdefault(info.topic_id, []).append(tp.partition)
+        return [
+            ConsumerGroupHeartbeatRequest.TopicPartitions(topic_id=t, partitions=p)
+            for t, p in by_id.items()
+        ]
+
+    async def _heartbeat_loop(self) -> None:
+        backoff = self.config["retry.backoff.ms"] / 1000
+        while True:
+            request = ConsumerGroupHeartbeatRequest(
+                group_id=self.group_id,
+                member_id=self.member_id,
+                member_epoch=self.generation,
+                instance_id=self.config["group.instance.id"],
+                rack_id=self.config["client.rack"] or None,
+                rebalance_timeout_ms=self.config["max.poll.interval.ms"],
+                subscribed_topic_names=sorted(self.topics) if self._send_subscription else None,
+                server_assignor=self.config["group.remote.assignor"],
+                topic_partitions=self._owned_ids() if self._send_owned else None,
+            )
+            try:
+                response: ConsumerGroupHeartbeatResponse = await self.send(request)
+            except KafkaError as exc:
+                if not self._first.is_set() and not exc.retriable:
+                    self.error = exc
+                    self._first.set()
+                    return
+                await asyncio.sleep(backoff)
+                continue
+            code = response.error_code
+            if code == ErrorCode.NONE:
+                self._joined = True
+                self._send_subscription = self._send_owned = False
+                if response.member_id:
+                    self.member_id = response.member_id
+                self.generation = response.member_epoch
+                if response.heartbeat_interval_ms > 0:
+                    self.interval = response.heartbeat_interval_ms / 1000
+                if response.assignment is not None:
+                    self.target = {
+                        (tp.topic_id, p)
+                        for tp in response.assignment.topic_partitions or []
+                        for p in tp.partitions or []
+                    }
+                    self.owner.group_wake()
+                self._first.set()
+            elif code in COORDINATOR_CODES or code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
+                self.coordinator_dead()
+                await asyncio.sleep(backoff)
+                continue
+            elif code in (ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.FENCED_MEMBER_EPOCH):
+                self.generation = 0
+                self._fenced = True
+                self._send_subscription = self._send_owned = True
+                self.owner.group_wake()
+                continue
+            else:
+                self.error = error_for(code, response.error_message or None)
+                self._first.set()
+                self.owner.group_wake()
+                await asyncio.sleep(max(self.interval, backoff))
+                continue
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.interval)
+
+    async def leave(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if not self._joined:
+            return
+        request = ConsumerGroupHeartbeatRequest(
+            group_id=self.group_id,
+            member_id=self.member_id,
+            member_epoch=-2 if self.config["group.instance.id"] else -1,
+            instance_id=self.config["group.instance.id"],
+        )
+        with contextlib.suppress(KafkaError):
+            await self.send(request, timeout_s=5)
+        self._joined = False
+
+
+def _random_member_id() -> str:
+    """A KIP-848 member id: a random UUID in Kafka's URL-safe base64 form."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

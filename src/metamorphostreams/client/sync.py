@@ -1,0 +1,398 @@
+"""Synchronous facades: ``Producer``, ``Consumer`` and ``Admin`` for code without asyncio.
+
+Each wraps its asyncio counterpart running on a private event loop in a daemon thread (one
+per client, named after it); every method blocks the calling thread until the loop has done
+the work. Delivery callbacks (``on_delivery``) run on that I/O thread, so they must be quick
+and must not call the producer's blocking methods (``produce`` from a callback raises).
+Rebalance callbacks run in the thread that called ``poll()``/``close()`` and may call the
+consumer (e.g. ``commit()``). A client is meant for one thread at a time, like Kafka's.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._loop_thread import CallbackPump, LoopThread
+from ._records import ConsumerRecord, HeaderInput, RecordMetadata
+from .admin import (
+    AsyncAdmin,
+    ClusterDescription,
+    ConfigEntry,
+    GroupDescription,
+    GroupListing,
+    NewTopic,
+    OffsetSpec,
+    TopicDescription,
+)
+from .cluster import TopicPartition
+from .consumer import AsyncConsumer, RebalanceCallback
+from .errors import KafkaError
+from .producer import AsyncProducer, DeliveryCallback
+
+__all__ = ["Admin", "Consumer", "Producer"]
+
+
+class _SyncClient:
+    _thread: LoopThread
+
+    def _run(self, coro: Any, timeout: float | None = None) -> Any:
+        return self._thread.run(coro, timeout)
+
+    def _start(self, name: str, make: Any) -> Any:
+        self._thread = LoopThread(name)
+        try:
+
+            async def build() -> Any:
+                client = make()
+                await client.start()
+                return client
+
+            return self._run(build())
+        except BaseException:
+            self._thread.stop()
+            raise
+
+
+class Producer(_SyncClient):
+    """Blocking producer: ``produce()`` queues and returns a concurrent.futures.Future."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        self._producer: AsyncProducer = self._start(
+            "mms-producer", lambda: AsyncProducer(config, **kwargs)
+        )
+        self._closed = False
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | str | None = None,
+        key: bytes | str | None = None,
+        *,
+        partition: int | None = None,
+        timestamp: int | None = None,
+        headers: HeaderInput = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> concurrent.futures.Future[RecordMetadata]:
+        async def send() -> concurrent.futures.Future[RecordMetadata]:
+            future = await self._producer.send(
+                topic,
+                value,
+                key,
+                partition=partition,
+                timestamp=timestamp,
+                headers=headers,
+                on_delivery=on_delivery,
+            )
+            out: concurrent.futures.Future[RecordMetadata] = concurrent.futures.Future()
+
+            def copy(f: Any) -> None:
+                exc = f.exception()
+                if exc is not None:
+                    out.set_exception(exc)
+                else:
+                    out.set_result(f.result())
+
+            future.add_done_callback(copy)
+            return out
+
+        result: concurrent.futures.Future[RecordMetadata] = self._run(send())
+        return result
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | str | None = None,
+        key: bytes | str | None = None,
+        **kwargs: Any,
+    ) -> RecordMetadata:
+        """Produce one record and wait for its outcome (slow: one round trip per record)."""
+        return self.produce(topic, value, key, **kwargs).result()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything produced so far is delivered (KafkaTimeoutError if not)."""
+        self._run(self._producer.flush(timeout))
+
+    def partitions_for(self, topic: str) -> list[int]:
+        result: list[int] = self._run(self._producer.partitions_for(topic))
+        return result
+
+    def close(self, timeout: float | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._run(self._producer.close(timeout))
+        finally:
+            self._thread.stop()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Consumer(_SyncClient):
+    """Blocking consumer: ``poll(timeout)`` returns a list of ConsumerRecord."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        self._consumer: AsyncConsumer = self._start(
+            "mms-consumer", lambda: AsyncConsumer(config, **kwargs)
+        )
+        self._pump = CallbackPump(self._thread)
+        self._consumer.callback_runner = self._pump.call_in_caller
+        self._closed = False
+
+    def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
+        self._thread.call_soon(self._consumer.assign, list(partitions))
+        self._barrier()
+
+    def subscribe(
+        self,
+        topics: Iterable[str],
+        *,
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None:
+        async def run() -> None:
+            self._consumer.subscribe(
+                list(topics), on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
+            )
+
+        self._run(run())
+
+    def unsubscribe(self) -> None:
+        self._thread.call_soon(self._consumer.unsubscribe)
+        self._barrier()
+
+    def _barrier(self) -> None:
+        async def nothing() -> None:
+            return None
+
+        self._run(nothing())
+
+    def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[ConsumerRecord]:
+        """Records as soon as there are some, else [] after ``timeout`` seconds."""
+        result: list[ConsumerRecord] = self._pump.run(
+            self._consumer.poll(int(timeout * 1000), max_records)
+        )
+        return result
+
+    def assignment(self) -> set[TopicPartition]:
+        return self._consumer.assignment()
+
+    def seek(self, tp: TopicPartition | tuple[str, int], offset: int) -> None:
+        self._thread.call_soon(self._consumer.seek, tp, offset)
+        self._barrier()
+
+    def seek_to_beginning(self, *partitions: TopicPartition | tuple[str, int]) -> None:
+        self._thread.call_soon(self._consumer.seek_to_beginning, *partitions)
+        self._barrier()
+
+    def seek_to_end(self, *partitions: TopicPartition | tuple[str, int]) -> None:
+        self._thread.call_soon(self._consumer.seek_to_end, *partitions)
+        self._barrier()
+
+    def position(self, tp: TopicPartition | tuple[str, int]) -> int:
+        result: int = self._run(self._consumer.position(tp))
+        return result
+
+    def pause(self, *partitions: TopicPartition | tuple[str, int]) -> None:
+        self._thread.call_soon(self._consumer.pause, *partitions)
+        self._barrier()
+
+    def resume(self, *partitions: TopicPartition | tuple[str, int]) -> None:
+        self._thread.call_soon(self._consumer.resume, *partitions)
+        self._barrier()
+
+    def paused(self) -> set[TopicPartition]:
+        return self._consumer.paused()
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit and wait (the positions of every assigned partition by default)."""
+        self._run(self._consumer.commit(offsets))
+
+    def commit_async(
+        self,
+        offsets: Mapping[TopicPartition, int] | None = None,
+        callback: Any = None,
+    ) -> concurrent.futures.Future[None]:
+        async def start() -> Any:
+            return self._consumer.commit_async(offsets, callback)
+
+        task = self._run(start())
+        out: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def done(t: Any) -> None:
+            exc = t.exception()
+            if exc is not None:
+                out.set_exception(exc)
+            else:
+                out.set_result(None)
+
+        self._thread.call_soon(task.add_done_callback, done)
+        return out
+
+    def committed(
+        self, partitions: Iterable[TopicPartition | tuple[str, int]]
+    ) -> dict[TopicPartition, int | None]:
+        result: dict[TopicPartition, int | None] = self._run(
+            self._consumer.committed(list(partitions))
+        )
+        return result
+
+    def beginning_offsets(
+        self, partitions: Iterable[TopicPartition | tuple[str, int]]
+    ) -> dict[TopicPartition, int]:
+        result: dict[TopicPartition, int] = self._run(
+            self._consumer.beginning_offsets(list(partitions))
+        )
+        return result
+
+    def end_offsets(
+        self, partitions: Iterable[TopicPartition | tuple[str, int]]
+    ) -> dict[TopicPartition, int]:
+        result: dict[TopicPartition, int] = self._run(self._consumer.end_offsets(list(partitions)))
+        return result
+
+    def offsets_for_times(
+        self, timestamps: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, tuple[int, int] | None]:
+        result: dict[TopicPartition, tuple[int, int] | None] = self._run(
+            self._consumer.offsets_for_times(timestamps)
+        )
+        return result
+
+    def partitions_for(self, topic: str) -> list[int]:
+        result: list[int] = self._run(self._consumer.partitions_for(topic))
+        return result
+
+    @property
+    def member_id(self) -> str | None:
+        return self._consumer.member_id
+
+    def close(self, *, autocommit: bool = True) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._pump.run(self._consumer.close(autocommit=autocommit))
+        finally:
+            self._thread.stop()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Admin(_SyncClient):
+    """Blocking admin client; the same methods as AsyncAdmin."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        self._admin: AsyncAdmin = self._start("mms-admin", lambda: AsyncAdmin(config, **kwargs))
+
+    def create_topics(self, topics: Iterable[NewTopic], *, validate_only: bool = False) -> None:
+        self._run(self._admin.create_topics(list(topics), validate_only=validate_only))
+
+    def delete_topics(self, names: Iterable[str]) -> None:
+        self._run(self._admin.delete_topics(list(names)))
+
+    def list_topics(self, *, include_internal: bool = False) -> dict[str, TopicDescription]:
+        result: dict[str, TopicDescription] = self._run(
+            self._admin.list_topics(include_internal=include_internal)
+        )
+        return result
+
+    def describe_topics(self, names: Iterable[str]) -> dict[str, TopicDescription]:
+        result: dict[str, TopicDescription] = self._run(self._admin.describe_topics(list(names)))
+        return result
+
+    def create_partitions(self, new_totals: Mapping[str, int]) -> None:
+        self._run(self._admin.create_partitions(new_totals))
+
+    def delete_records(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        result: dict[TopicPartition, int] = self._run(self._admin.delete_records(offsets))
+        return result
+
+    def describe_configs(
+        self, resource_type: str, name: str, keys: Iterable[str] | None = None
+    ) -> dict[str, ConfigEntry]:
+        result: dict[str, ConfigEntry] = self._run(
+            self._admin.describe_configs(resource_type, name, keys)
+        )
+        return result
+
+    def alter_configs(
+        self,
+        resource_type: str,
+        name: str,
+        changes: Mapping[str, str | None],
+        *,
+        operation: str = "set",
+    ) -> None:
+        self._run(self._admin.alter_configs(resource_type, name, changes, operation=operation))
+
+    def describe_cluster(self) -> ClusterDescription:
+        result: ClusterDescription = self._run(self._admin.describe_cluster())
+        return result
+
+    def list_offsets(
+        self, specs: Mapping[TopicPartition, OffsetSpec], *, read_committed: bool = False
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        result: dict[TopicPartition, tuple[int, int]] = self._run(
+            self._admin.list_offsets(specs, read_committed=read_committed)
+        )
+        return result
+
+    def list_groups(self) -> list[GroupListing]:
+        result: list[GroupListing] = self._run(self._admin.list_groups())
+        return result
+
+    def describe_groups(self, group_ids: Iterable[str]) -> dict[str, GroupDescription]:
+        result: dict[str, GroupDescription] = self._run(
+            self._admin.describe_groups(list(group_ids))
+        )
+        return result
+
+    def delete_groups(self, group_ids: Iterable[str]) -> None:
+        self._run(self._admin.delete_groups(list(group_ids)))
+
+    def list_group_offsets(
+        self, group_id: str, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        result: dict[TopicPartition, int] = self._run(
+            self._admin.list_group_offsets(group_id, partitions)
+        )
+        return result
+
+    def alter_group_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
+        self._run(self._admin.alter_group_offsets(group_id, offsets))
+
+    def group_lag(self, group_id: str) -> dict[TopicPartition, tuple[int, int, int]]:
+        result: dict[TopicPartition, tuple[int, int, int]] = self._run(
+            self._admin.group_lag(group_id)
+        )
+        return result
+
+    def supports(self, api_key: int) -> bool:
+        result: bool = self._run(self._admin.supports(api_key))
+        return result
+
+    def close(self) -> None:
+        try:
+            self._run(self._admin.close())
+        except KafkaError:
+            pass
+        finally:
+            self._thread.stop()
+
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,83 @@
+"""Header-level checks of a client's Produce records before they reach the log
+(Kafka's analyzeAndValidateRecords + the LogValidator checks that need no decompression)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from metamorphostreams.protocol.errors import ErrorCode
+from metamorphostreams.protocol.record_batch import (
+    NO_TIMESTAMP,
+    BatchHeader,
+    iter_batch_headers,
+    validate_batches,
+)
+from metamorphostreams.storage.log_config import LONG_MAX, LogConfig
+from metamorphostreams.storage.results import RecordError
+
+__all__ = ["Validated", "validate_client_records"]
+
+
+@dataclass(slots=True)
+class Validated:
+    """Either the batches' ``(position, header)`` pairs or Kafka's error for the request."""
+
+    headers: list[tuple[int, BatchHeader]] = field(default_factory=list)
+    error: ErrorCode = ErrorCode.NONE
+    message: str | None = None
+    record_errors: list[RecordError] = field(default_factory=list)
+
+
+def validate_client_records(
+    records: bytearray, config: LogConfig, *, now_ms: int, partition_name: str
+) -> Validated:
+    """Structure, magic, sizes, CRCs and counts (``validate_batches``), baseOffset 0,
+    timestamps within message.timestamp.{before,after}.max.ms for CreateTime topics (judged
+    on each batch's base and max timestamp, not record by record) and the whole request
+    within segment.bytes."""
+    check = validate_batches(records, config.max_message_bytes, from_client=True)
+    if not check.ok:
+        return Validated(error=check.error, message=check.message)
+    headers = list(iter_batch_headers(records))
+    for _, header in headers:
+        if header.base_offset != 0:
+            return Validated(
+                error=ErrorCode.INVALID_RECORD,
+                message=f"The baseOffset of the record batch in the append to {partition_name} "
+                f"should be 0, but it is {header.base_offset}",
+            )
+    if not config.log_append_time:
+        problem = _timestamp_problem(headers, config, now_ms)
+        if problem is not None:
+            return Validated(
+                error=ErrorCode.INVALID_TIMESTAMP,
+                message="One or more records have been rejected due to invalid timestamp",
+                record_errors=[RecordError(0, problem)],
+            )
+    if len(records) > config.segment_bytes:
+        return Validated(
+            error=ErrorCode.RECORD_LIST_TOO_LARGE,
+            message=f"Message batch size is {len(records)} bytes in append to partition "
+            f"{partition_name}, which exceeds the maximum configured segment size of "
+            f"{config.segment_bytes}.",
+        )
+    return Validated(headers)
+
+
+def _timestamp_problem(
+    headers: list[tuple[int, BatchHeader]], config: LogConfig, now_ms: int
+) -> str | None:
+    before = config.message_timestamp_before_max_ms
+    after = config.message_timestamp_after_max_ms
+    if before == LONG_MAX and after == LONG_MAX:
+        return None
+    for _, header in headers:
+        base, top = header.base_timestamp, header.max_timestamp
+        too_old = base != NO_TIMESTAMP and now_ms - base > before
+        too_new = top != NO_TIMESTAMP and top - now_ms > after
+        if too_old or too_new:
+            return (
+                f"Timestamp {base if too_old else top} of message is out of range. The "
+                f"timestamp should be within [{now_ms - before}, {now_ms + after}]"
+            )
+    return None
