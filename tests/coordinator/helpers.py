@@ -45,7 +45,9 @@ LOGS_ID = uuid.UUID(int=0xB2)
 DEFAULT_TOPICS = {"orders": (ORDERS_ID, 6), "logs": (LOGS_ID, 3)}
 
 
-def subscription(topics: Iterable[str], owned: Mapping[str, Iterable[int]] = (), version: int = 1) -> bytes:  # type: ignore[assignment]
+def subscription(
+    topics: Iterable[str], owned: Mapping[str, Iterable[int]] = (), version: int = 1
+) -> bytes:
     w = Writer()
     w.int16(version)
     owned_list = [
@@ -160,7 +162,9 @@ class Harness:
             member_id=member_id,
             group_instance_id=instance,
             protocol_type=protocol_type,
-            protocols=[JoinGroupRequest.JoinGroupRequestProtocol(name=n, metadata=m) for n, m in protocols],
+            protocols=[
+                JoinGroupRequest.JoinGroupRequestProtocol(name=n, metadata=m) for n, m in protocols
+            ],
         )
         return self.call("join_group", req, version, client_id=client_id, client_host="/10.0.0.1")
 
@@ -197,12 +201,21 @@ class Harness:
         return self.call("sync_group", req, version)
 
     def heartbeat(
-        self, group: str, member_id: str, generation: int, *, instance: str | None = None, version: int = 4
+        self,
+        group: str,
+        member_id: str,
+        generation: int,
+        *,
+        instance: str | None = None,
+        version: int = 4,
     ) -> HeartbeatResponse:
         req = HeartbeatRequest(
-            group_id=group, generation_id=generation, member_id=member_id, group_instance_id=instance
+            group_id=group,
+            generation_id=generation,
+            member_id=member_id,
+            group_instance_id=instance,
         )
-        return self.call("heartbeat", req, version).response  # type: ignore[no-any-return]
+        return self.call("heartbeat", req, version).response
 
     def leave(
         self, group: str, members: list[tuple[str, str | None]], *, version: int = 5
@@ -211,12 +224,13 @@ class Harness:
             req = LeaveGroupRequest(
                 group_id=group,
                 members=[
-                    LeaveGroupRequest.MemberIdentity(member_id=m, group_instance_id=i) for m, i in members
+                    LeaveGroupRequest.MemberIdentity(member_id=m, group_instance_id=i)
+                    for m, i in members
                 ],
             )
         else:
             req = LeaveGroupRequest(group_id=group, member_id=members[0][0])
-        return self.call("leave_group", req, version).response  # type: ignore[no-any-return]
+        return self.call("leave_group", req, version).response
 
     # -- offsets -------------------------------------------------------------------------
 
@@ -236,7 +250,10 @@ class Harness:
         for (topic, p), off in offsets.items():
             by_topic.setdefault(topic, []).append(
                 OffsetCommitRequest.OffsetCommitRequestPartition(
-                    partition_index=p, committed_offset=off, committed_metadata=metadata, committed_leader_epoch=3
+                    partition_index=p,
+                    committed_offset=off,
+                    committed_metadata=metadata,
+                    committed_leader_epoch=3,
                 )
             )
         req = OffsetCommitRequest(
@@ -246,12 +263,16 @@ class Harness:
             group_instance_id=instance,
             retention_time_ms=retention,
             topics=[
-                OffsetCommitRequest.OffsetCommitRequestTopic(name=t, topic_id=self.topics.get(t, (uuid.UUID(int=0), 0))[0], partitions=ps)
+                OffsetCommitRequest.OffsetCommitRequestTopic(
+                    name=t, topic_id=self.topics.get(t, (uuid.UUID(int=0), 0))[0], partitions=ps
+                )
                 for t, ps in by_topic.items()
             ],
         )
         resp: OffsetCommitResponse = self.call("offset_commit", req, version).response
-        return {(t.name, p.partition_index): p.error_code for t in resp.topics for p in t.partitions}
+        return {
+            (t.name, p.partition_index): p.error_code for t in resp.topics for p in t.partitions
+        }
 
     def fetch(
         self, group: str, partitions: Mapping[str, list[int]] | None, *, version: int = 8, **kw: Any
@@ -265,25 +286,34 @@ class Harness:
                     for t, ps in partitions.items()
                 ]
             )
-            req = OffsetFetchRequest(groups=[OffsetFetchRequest.OffsetFetchRequestGroup(group_id=group, topics=topics, **kw)])
+            req = OffsetFetchRequest(
+                groups=[
+                    OffsetFetchRequest.OffsetFetchRequestGroup(group_id=group, topics=topics, **kw)
+                ]
+            )
         else:
             topics_old = (
                 None
                 if partitions is None
-                else [OffsetFetchRequest.OffsetFetchRequestTopic(name=t, partition_indexes=ps) for t, ps in partitions.items()]
+                else [
+                    OffsetFetchRequest.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
+                    for t, ps in partitions.items()
+                ]
             )
             req = OffsetFetchRequest(group_id=group, topics=topics_old)
-        return self.call("offset_fetch", req, version).response  # type: ignore[no-any-return]
+        return self.call("offset_fetch", req, version).response
 
     def committed(self, group: str, topic: str, partition: int) -> int:
         resp = self.fetch(group, {topic: [partition]})
-        return resp.groups[0].topics[0].partitions[0].committed_offset  # type: ignore[no-any-return]
+        return resp.groups[0].topics[0].partitions[0].committed_offset
 
     # -- KIP-848 -------------------------------------------------------------------------
 
     def cg_heartbeat(self, version: int = 1, **fields_: Any) -> ConsumerGroupHeartbeatResponse:
         req = ConsumerGroupHeartbeatRequest(**fields_)
-        return self.call("consumer_group_heartbeat", req, version, client_id="cid", client_host="/1.2.3.4").response  # type: ignore[no-any-return]
+        return self.call(
+            "consumer_group_heartbeat", req, version, client_id="cid", client_host="/1.2.3.4"
+        ).response
 
     # -- introspection -------------------------------------------------------------------
 
@@ -292,7 +322,7 @@ class Harness:
         assert isinstance(g, ClassicGroup)
         return g
 
-    def consumer(self, group: str = "g") -> ConsumerGroup:
+    def consumer(self, group: str = "c") -> ConsumerGroup:
         g = self.coord._shard.groups[group]
         assert isinstance(g, ConsumerGroup)
         return g

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from helpers import kafka_wire
 from helpers.broker_process import BrokerProcess
+from helpers.confluent import consume_all
 
 MESSAGES = 2_000
 PARTITIONS = 2
@@ -88,7 +90,7 @@ async def _produce_and_consume(bootstrap: str, idempotent: bool) -> None:
         auto_offset_reset="earliest",
     )
     await consumer.start()
-    records = []
+    records: list[Any] = []
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
         await consumer.seek_to_beginning()
@@ -141,3 +143,44 @@ async def _admin_create_delete(bootstrap: str) -> None:
 @pytest.mark.timeout(60)
 def test_admin_create_and_delete_topic(broker: BrokerProcess) -> None:
     asyncio.run(_admin_create_delete(broker.bootstrap))
+
+
+CODEC_MESSAGES = 1_000
+
+
+async def _produce_compressed(bootstrap: str, topic: str, codec: str, base_ts: int) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        compression_type=codec,
+        linger_ms=20,
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                topic, key=b"c%d" % i, value=_value(i), partition=0, timestamp_ms=base_ts + i
+            )
+            for i in range(CODEC_MESSAGES)
+        ]
+        sent = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    assert [m.offset for m in sent] == list(range(CODEC_MESSAGES))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batches_read_back_by_librdkafka(broker: BrokerProcess, codec: str) -> None:
+    """aiokafka frames snappy the Java ("xerial") way, librdkafka reads it: the broker must
+    keep compressed batches intact (and understand them where it looks inside)."""
+    topic = f"aio-{codec}-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_create_topic(broker.bootstrap, topic, 1))
+    base_ts = int(time.time() * 1000) - 5 * 60 * 1000
+    asyncio.run(_produce_compressed(broker.bootstrap, topic, codec, base_ts))
+
+    messages = consume_all(broker.bootstrap, topic, [0])[0]
+    assert [m.offset() for m in messages] == list(range(CODEC_MESSAGES))
+    assert [m.key() for m in messages] == [b"c%d" % i for i in range(CODEC_MESSAGES)]
+    assert [m.value() for m in messages] == [_value(i) for i in range(CODEC_MESSAGES)]
+    assert [m.timestamp()[1] for m in messages] == [base_ts + i for i in range(CODEC_MESSAGES)]

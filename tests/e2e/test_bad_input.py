@@ -33,6 +33,7 @@ import random
 import struct
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import NewPartitions, NewTopic
@@ -88,20 +89,22 @@ def target(broker_factory: BrokerFactory) -> Target:
 
 def _produce(
     bootstrap: str, batch: bytes, *, topic: str = VICTIM, acks: int = -1, version: int = 9
-) -> object:
+) -> Any:
     with wire.WireConnection(bootstrap) as conn:
         response = conn.request(wire.produce_request(topic, 0, batch, acks=acks, version=version))
     return wire.produce_partition_response(response)
 
 
-def _stored_records(bootstrap: str) -> list[tuple[int, int, bytes | None, bytes | None, list]]:
+def _stored_records(
+    bootstrap: str,
+) -> list[tuple[int, int, bytes | None, bytes | None, list[Any]]]:
     with wire.WireConnection(bootstrap) as conn:
         partition = wire.fetch_partition_response(conn.request(wire.fetch_request(VICTIM, 0, 0)))
     assert partition.error_code == wire.NONE, (
         f"Fetch {VICTIM}-0 from 0: error {partition.error_code}"
     )
     records = MemoryRecords(bytes(partition.records or b""))
-    out = []
+    out: list[tuple[int, int, bytes | None, bytes | None, list[Any]]] = []
     while records.has_next():
         batch = records.next_batch()
         if batch is None:

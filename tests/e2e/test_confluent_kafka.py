@@ -25,6 +25,7 @@ from helpers.confluent import (
     create_topic,
     produce_with_backpressure,
     topic_names,
+    value_of,
     wait_until,
 )
 
@@ -105,7 +106,7 @@ def test_idempotent_produce_and_consume_every_codec(broker: BrokerProcess, codec
     assert sum(len(m) for m in got.values()) == MESSAGES
     for partition in range(PARTITIONS):
         messages = got[partition]
-        ids = [int(m.value()[6:11]) for m in messages]
+        ids = [int(value_of(m)[6:11]) for m in messages]
         assert ids == expected[partition], f"partition {partition}: order or content differs"
         offsets = [m.offset() for m in messages]
         assert offsets == list(range(len(messages))), f"partition {partition}: offsets not 0..n-1"

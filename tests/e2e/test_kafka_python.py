@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 from helpers import kafka_wire
@@ -23,7 +24,8 @@ def _value(i: int) -> bytes:
 
 
 @pytest.mark.timeout(120)
-def test_default_producer_and_assigned_consumer(broker: BrokerProcess) -> None:
+@pytest.mark.parametrize("codec", [None, "gzip"], ids=["uncompressed", "gzip"])
+def test_default_producer_and_assigned_consumer(broker: BrokerProcess, codec: str | None) -> None:
     topic = f"kp-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, client_id="mms-e2e-admin")
     try:
@@ -36,7 +38,9 @@ def test_default_producer_and_assigned_consumer(broker: BrokerProcess) -> None:
         admin.close()
 
     base_ts = int(time.time() * 1000) - 5 * 60 * 1000
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, linger_ms=5, compression_type=codec
+    )
     try:
         # kafka-python 3.x is idempotent by default, unless it decided the broker is too old.
         assert producer.config["enable_idempotence"] is True, "kafka-python disabled idempotence"
@@ -75,7 +79,7 @@ def test_default_producer_and_assigned_consumer(broker: BrokerProcess) -> None:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    records = []
+    records: list[Any] = []
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
         consumer.seek_to_beginning()

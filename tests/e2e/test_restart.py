@@ -3,11 +3,13 @@ idempotent produce stream)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Producer
+from helpers import kafka_wire
 from helpers.broker_process import BrokerProcess
 from helpers.confluent import (
     ADMIN_TIMEOUT_S,
@@ -16,7 +18,9 @@ from helpers.confluent import (
     client_config,
     consume_all,
     create_topic,
+    offset_of,
     produce_with_backpressure,
+    value_of,
 )
 
 PARTITIONS = 2
@@ -46,7 +50,7 @@ def _read_ids(bootstrap: str, topic: str) -> dict[int, list[tuple[int, int]]]:
     """{partition: [(offset, id), ...]} for the whole topic."""
     got = consume_all(bootstrap, topic, range(PARTITIONS))
     return {
-        p: [(m.offset(), int(m.value().split(b"-")[1])) for m in messages]
+        p: [(offset_of(m), int(value_of(m).split(b"-")[1])) for m in messages]
         for p, messages in got.items()
     }
 
@@ -110,6 +114,9 @@ def test_kill_9_under_idempotent_acks_all_stream(broker: BrokerProcess) -> None:
                 "retry.backoff.ms": 50,
                 "reconnect.backoff.ms": 50,
                 "reconnect.backoff.max.ms": 500,
+                # Small requests, several in flight: some are appended but not yet
+                # acknowledged when the broker dies, and get retried after the restart.
+                "batch.num.messages": 100,
                 "error_cb": on_error,
             },
         )
@@ -117,6 +124,7 @@ def test_kill_9_under_idempotent_acks_all_stream(broker: BrokerProcess) -> None:
     log = DeliveryLog()
     next_id = 0
     acked_at_kill: set[int] | None = None
+    on_disk_at_kill: int | None = None
     stop_at: int | None = None
     while stop_at is None or next_id < stop_at:
         for _ in range(CHUNK):
@@ -132,6 +140,7 @@ def test_kill_9_under_idempotent_acks_all_stream(broker: BrokerProcess) -> None:
         if acked_at_kill is None and len(log.delivered) >= ACKED_BEFORE_KILL:
             broker.kill()
             acked_at_kill = set(log.delivered)
+            on_disk_at_kill = _records_on_disk(broker, topic)
             stop_at = next_id + PRODUCED_AFTER_KILL
     assert acked_at_kill is not None
     in_flight_at_kill = (stop_at or 0) - PRODUCED_AFTER_KILL - len(acked_at_kill)
@@ -142,10 +151,11 @@ def test_kill_9_under_idempotent_acks_all_stream(broker: BrokerProcess) -> None:
     assert not fatal, f"idempotent producer hit fatal errors after the restart: {fatal}"
 
     consumed = consume_all(broker.bootstrap, topic, [0])[0]
-    offsets = [m.offset() for m in consumed]
-    ids = [int(m.value()) for m in consumed]
+    offsets = [offset_of(m) for m in consumed]
+    ids = [int(value_of(m)) for m in consumed]
     context = (
         f"{len(acked_at_kill)} acked before kill, ~{in_flight_at_kill} unacked then, "
+        f"{on_disk_at_kill} records in the segment files at the kill, "
         f"{len(log.delivered)} acked in total, {len(log.failed)} failed "
         f"(e.g. {_first(log.failed)}), {len(ids)} in the log"
     )
@@ -164,5 +174,61 @@ def test_kill_9_under_idempotent_acks_all_stream(broker: BrokerProcess) -> None:
     assert not moved, f"acked offsets changed after the crash, e.g. {moved[:5]}; {context}"
 
 
+def _records_on_disk(broker: BrokerProcess, topic: str) -> int | None:
+    """Records in the partition's Kafka-format segment files (None if there are none).
+
+    Only for the report: how many records the dead broker had written, acknowledged or not.
+    """
+    segments = sorted((broker.data_dir / f"{topic}-0").glob("*.log"))
+    if not segments:
+        return None
+    return sum(
+        h.record_count for path in segments for h in kafka_wire.batch_headers(path.read_bytes())
+    )
+
+
 def _first(mapping: dict[int, Any]) -> Any:
     return next(iter(mapping.items()), None)
+
+
+@pytest.mark.timeout(90)
+def test_retried_batches_after_a_crash_are_deduplicated(broker: BrokerProcess) -> None:
+    """A producer that never saw its acks resends after the broker crashed and came back.
+
+    Kafka rebuilds each producer's last five batches (producer id, epoch, sequences, offsets)
+    from the log on recovery; a resent batch among them is answered NONE with the offset it
+    got the first time, and is not appended again.
+    """
+    topic = f"dedupe-{uuid.uuid4().hex[:8]}"
+    create_topic(broker.bootstrap, topic, 1)
+    producer_id, epoch = kafka_wire.init_producer_id(broker.bootstrap)
+    base_ts = int(time.time() * 1000) - 60_000
+
+    def batch(sequence: int) -> bytes:
+        records = [kafka_wire.Record(None, b"seq-%d" % (sequence + i), (), i) for i in range(3)]
+        return kafka_wire.build_record_batch(
+            records,
+            base_timestamp=base_ts,
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=sequence,
+        )
+
+    for sequence in (0, 3, 6):
+        response = kafka_wire.produce(broker.bootstrap, topic, 0, batch(sequence))
+        assert (response.error_code, response.base_offset) == (0, sequence), response
+
+    broker.kill()
+    broker.start()
+
+    for sequence in (6, 0, 3):
+        response = kafka_wire.produce(broker.bootstrap, topic, 0, batch(sequence))
+        assert response.error_code == 0, f"resent seq {sequence} after restart: {response}"
+        assert response.base_offset == sequence, f"resent seq {sequence} after restart: {response}"
+    assert kafka_wire.latest_offset(broker.bootstrap, topic, 0) == 9, "a duplicate was appended"
+
+    # The sequence goes on where it was.
+    response = kafka_wire.produce(broker.bootstrap, topic, 0, batch(9))
+    assert (response.error_code, response.base_offset) == (0, 9), response
+    got = consume_all(broker.bootstrap, topic, [0])[0]
+    assert [m.value() for m in got] == [b"seq-%d" % i for i in range(12)]

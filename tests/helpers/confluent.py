@@ -80,6 +80,24 @@ def wait_until(predicate: Callable[[], bool], what: str, limit_s: float = ADMIN_
         time.sleep(0.05)
 
 
+def partition_of(msg: Message) -> int:
+    partition = msg.partition()
+    assert partition is not None, "message without a partition"
+    return partition
+
+
+def offset_of(msg: Message) -> int:
+    offset = msg.offset()
+    assert offset is not None, "message without an offset"
+    return offset
+
+
+def value_of(msg: Message) -> bytes:
+    value = msg.value()
+    assert value is not None, f"null value at offset {msg.offset()}"
+    return value
+
+
 @dataclass
 class DeliveryLog:
     """Delivery reports collected by `on_delivery`, keyed by the caller's message id."""
@@ -92,7 +110,7 @@ class DeliveryLog:
             if err is not None:
                 self.failed[message_id] = f"{err.name()}: {err.str()}"
             else:
-                self.delivered[message_id] = (msg.partition(), msg.offset())
+                self.delivered[message_id] = (partition_of(msg), offset_of(msg))
 
         return report
 
@@ -150,9 +168,9 @@ def consume_all(
             for msg in consumer.consume(num_messages=5000, timeout=0.5):
                 err = msg.error()
                 if err is None:
-                    out[msg.partition()].append(msg)
+                    out[partition_of(msg)].append(msg)
                 elif err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition())
+                    at_end.add(partition_of(msg))
                 else:
                     raise AssertionError(
                         f"consumer error on {msg.topic()}-{msg.partition()}: "

@@ -14,6 +14,7 @@ import errno
 import itertools
 import socket
 import struct
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ INVALID_REQUIRED_ACKS = 21
 UNSUPPORTED_VERSION = 35
 TOPIC_ALREADY_EXISTS = 36
 INVALID_PARTITIONS = 37
+COORDINATOR_RETRIABLE = {14, 15, 16}  # LOAD_IN_PROGRESS, NOT_AVAILABLE, NOT_COORDINATOR
 
 _correlation_ids = itertools.count(1)
 
@@ -463,3 +465,32 @@ def latest_offset(bootstrap: str, topic: str, partition: int) -> int:
     error_code, offset = list_offset(bootstrap, topic, partition, -1)
     assert error_code == NONE, f"ListOffsets(latest) of {topic}-{partition}: error {error_code}"
     return int(offset)
+
+
+def init_producer_id(bootstrap: str, version: int = 0) -> tuple[int, int]:
+    """(producer id, epoch) for a non-transactional idempotent producer."""
+    from kafka.protocol.producer import InitProducerIdRequest
+
+    deadline = time.monotonic() + RECV_TIMEOUT_S
+    while True:
+        request = InitProducerIdRequest[version](
+            transactional_id=None, transaction_timeout_ms=60_000
+        )
+        with WireConnection(bootstrap) as conn:
+            response = conn.request(request)
+        # Retriable while the coordinator starts up (Kafka: COORDINATOR_LOAD_IN_PROGRESS).
+        if response.error_code not in COORDINATOR_RETRIABLE or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert response.error_code == NONE, f"InitProducerId v{version}: error {response.error_code}"
+    return int(response.producer_id), int(response.producer_epoch)
+
+
+def produce(
+    bootstrap: str, topic: str, partition: int, batch: bytes, *, acks: int = -1, version: int = 9
+) -> Any:
+    """One Produce round trip on a fresh connection; the single partition's response."""
+    request = produce_request(topic, partition, batch, acks=acks, version=version)
+    with WireConnection(bootstrap) as conn:
+        response = conn.request(request)
+    return produce_partition_response(response)

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 import pytest
 
@@ -443,15 +443,19 @@ class _Shared:
     users = 0
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test for want of a tool; with CI=true, fail it instead (CI must have it)."""
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(reason + "; CI=true, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(reason)
+
+
 def require_reference_kafka() -> None:
     """Skip (or fail when CI=true) unless Java and Kafka's jars can be had."""
     try:
         ensure_libs()
     except ReferenceKafkaUnavailable as exc:
-        reason = f"reference Kafka unavailable: {exc}"
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(reason + "; CI=true, so this is a failure, not a skip", pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"reference Kafka unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")

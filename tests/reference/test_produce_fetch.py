@@ -96,6 +96,24 @@ def test_fetch_out_of_range_answers_unknown_offsets(targets: Targets) -> None:
     assert answer["error_code"] == OFFSET_OUT_OF_RANGE
 
 
+@pytest.mark.parametrize(("produce_version", "fetch_version"), [(3, 4), (7, 10), (8, 11), (11, 12)])
+def test_every_version(targets: Targets, produce_version: int, fetch_version: int) -> None:
+    topic = unique(f"v{produce_version}")
+    ts = _now_ms() - 60_000
+
+    def scenario(t: Target) -> dict[str, Any]:
+        create_topic(t, topic, 1)
+        return {
+            "produce": [
+                produce(t, topic, 0, _batch(n, ts, f"b{n}"), version=produce_version)
+                for n in (1, 3)
+            ],
+            "fetch": _fetch_view(fetch(t, topic, 0, 1, version=fetch_version)),
+        }
+
+    targets.compare(scenario, f"Produce v{produce_version}, Fetch v{fetch_version}")
+
+
 def test_fetch_size_limits_return_at_least_one_batch(targets: Targets) -> None:
     topic = unique("limits")
     ts = _now_ms() - 60_000
@@ -168,7 +186,7 @@ def test_unknown_topics_and_partitions(targets: Targets) -> None:
 
     def scenario(t: Target) -> dict[str, Any]:
         create_topic(t, topic, 2)
-        out = {
+        out: dict[str, Any] = {
             # Produce never auto-creates, even with auto.create.topics.enable=true.
             "produce missing topic": produce(t, missing, 0, _batch(1, ts)),
             "produce partition 2 of 2": produce(t, topic, 2, _batch(1, ts)),

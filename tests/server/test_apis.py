@@ -146,7 +146,7 @@ def test_api_versions_ranges_and_old_librdkafka_probes(tmp_path: Path) -> None:
             ):
                 lo, hi = ranges[key]
                 assert lo <= version_needed <= hi, (key, version_needed)
-            assert 11 not in ranges  # groups are not served yet, so not advertised
+            assert 24 not in ranges  # transactions are not served yet, so not advertised
 
     run(tmp_path, scenario)
 
@@ -181,7 +181,7 @@ def test_api_versions_unknown_version_gets_unsupported_with_range(tmp_path: Path
 def test_unserved_api_closes_connection_and_others_are_served(tmp_path: Path) -> None:
     async def scenario(broker: Broker, c: WireClient) -> None:
         frame = bytearray(c.frame(ApiVersionsRequest(), 0, 9))
-        frame[4:6] = (11).to_bytes(2, "big")  # JoinGroup, not served yet
+        frame[4:6] = (24).to_bytes(2, "big")  # AddPartitionsToTxn, not served yet
         await c.send_raw(bytes(frame))
         assert await c.reader.read() == b""
         other = await WireClient.connect(broker.host, broker.port)

@@ -15,23 +15,33 @@ if [ $# -eq 0 ]; then
     set -- "$here" "$root/tests/interop/java"
 fi
 
-for tool in java mvn; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "fetch.sh: '$tool' is not on PATH (Debian: apt-get install openjdk-17-jdk-headless maven)" >&2
-        exit 2
-    fi
-done
+require_tools() {
+    for tool in java mvn; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "fetch.sh: '$tool' is not on PATH (Debian: openjdk-17-jdk-headless, maven)" >&2
+            exit 2
+        fi
+    done
+}
 
 for project in "$@"; do
     project=$(cd "$project" && pwd)
     pom=$project/pom.xml
     lib=$project/target/lib
     stamp=$lib/.fetched
+    mkdir -p "$project/target"
+    # Two test sessions in one tree must not copy into the same folder at once.
+    exec 9>"$project/target/.fetch.lock"
+    if command -v flock >/dev/null 2>&1; then
+        flock 9
+    fi
     want="$(sha256sum "$pom" | cut -d' ' -f1) kafka.version=${KAFKA_VERSION:-pom}"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         echo "$lib"
+        exec 9>&-
         continue
     fi
+    require_tools
     args=(-q -B -Dstyle.color=never -f "$pom")
     if [ -n "${KAFKA_VERSION:-}" ]; then
         args+=("-Dkafka.version=$KAFKA_VERSION")
@@ -43,4 +53,5 @@ for project in "$@"; do
     echo "$want" >"$stamp"
     echo "fetch.sh: $(find "$lib" -name '*.jar' | wc -l) jars in $lib ($(( $(date +%s) - started )) s)" >&2
     echo "$lib"
+    exec 9>&-
 done

@@ -130,6 +130,9 @@ class GroupCoordinatorClient:
     def coordinator_dead(self) -> None:
         self.coordinator = None
 
+    def commit_failed(self, code: int) -> None:
+        """A commit said the membership is stale; members rejoin (subclasses)."""
+
     async def send(self, request: Any, timeout_s: float | None = None) -> Any:
         node = await self.coordinator_node()
         try:
@@ -169,6 +172,7 @@ class GroupCoordinatorClient:
                 if code == ErrorCode.NONE:
                     continue
                 if code in REBALANCE_CODES:
+                    self.commit_failed(code)
                     raise CommitFailedError(
                         f"commit of {topic.name}-{part.partition_index} failed: the group "
                         f"rebalanced ({ErrorCode(code).name})"
@@ -285,6 +289,11 @@ class ClassicMember(GroupCoordinatorClient):
     def set_topics(self, topics: set[str]) -> None:
         if topics != self.topics:
             self.topics = set(topics)
+            self.need_join = True
+            self.owner.group_wake()
+
+    def commit_failed(self, code: int) -> None:
+        if code in (ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.ILLEGAL_GENERATION):
             self.need_join = True
             self.owner.group_wake()
 

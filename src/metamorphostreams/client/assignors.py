@@ -64,7 +64,7 @@ class RangeAssignor(Assignor):
         for m in members:
             for t in set(m.topics):
                 subscribers[t].append(m)
-        for topic, subs in subscribers.items():
+        for topic, subs in sorted(subscribers.items()):
             count = partitions_per_topic.get(topic, 0)
             if count <= 0:
                 continue
@@ -75,7 +75,7 @@ class RangeAssignor(Assignor):
                 n = per + (1 if i < extra else 0)
                 out[m.member_id].extend((topic, p) for p in range(start, start + n))
                 start += n
-        return out
+        return {mid: sorted(tps) for mid, tps in out.items()}
 
 
 class RoundRobinAssignor(Assignor):

@@ -179,7 +179,7 @@ class KafkaClient:
             try:
                 conn = await self._open(host, port, node_id)
             except KafkaConnectionError as exc:
-                errors.append(str(exc))
+                errors.append(exc.message)
                 continue
             if node_id >= 0:
                 self._connections[(node_id, "")] = conn

@@ -103,7 +103,7 @@ class AsyncConsumer:
         if self._started:
             return
         await self._client.bootstrap()
-        if self.config["group.id"]:
+        if self.config["group.id"] and self._offsets is None:
             self._offsets = GroupCoordinatorClient(self._client, self.config)
         self._started = True
         self._fetcher = asyncio.ensure_future(self._fetch_loop())

@@ -108,6 +108,7 @@ class KafkaError(Exception):
     """An error with a Kafka error code. ``retriable`` follows Kafka's RetriableException."""
 
     default_code: ErrorCode = ErrorCode.UNKNOWN_SERVER_ERROR
+    show_code = True  # str() names the Kafka code (not for errors found on the client side)
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -133,7 +134,7 @@ class KafkaError(Exception):
         return self.code in METADATA_CODES
 
     def __str__(self) -> str:
-        if self.message == _describe(self.code):
+        if self.message == _describe(self.code) or not self.show_code:
             return self.message
         return f"{self.message} ({self.name})"
 
@@ -155,6 +156,7 @@ class ConfigError(KafkaError, ValueError):
     """A client configuration key is unknown or its value is invalid (caller's fault)."""
 
     default_code = ErrorCode.INVALID_CONFIG
+    show_code = False
     client_side = True
 
 
@@ -162,18 +164,21 @@ class KafkaConnectionError(KafkaError, ConnectionError):
     """A broker could not be reached, or the connection broke with requests in flight."""
 
     default_code = ErrorCode.NETWORK_EXCEPTION
+    show_code = False
 
 
 class KafkaTimeoutError(KafkaError, TimeoutError):
     """A request or operation did not complete before its deadline."""
 
     default_code = ErrorCode.REQUEST_TIMED_OUT
+    show_code = False
 
 
 class NoOffsetForPartitionError(KafkaError):
     """auto.offset.reset=none and the partition has no committed offset."""
 
     default_code = ErrorCode.OFFSET_OUT_OF_RANGE
+    show_code = False
     client_side = True
 
     @property
@@ -317,6 +322,7 @@ class CommitFailedError(KafkaError):
     """The commit cannot complete: the group rebalanced and the partitions may have moved."""
 
     default_code = ErrorCode.REBALANCE_IN_PROGRESS
+    show_code = False
     client_side = True
 
     @property

@@ -71,6 +71,7 @@ class Shard:
         self.config = config
         self.num_partitions = num_partitions
         self.metadata = metadata
+        self.check_topics = True  # refuse commits to topics ``metadata`` does not know
         self.uuid_factory = uuid_factory
         self.groups: dict[str, ClassicGroup | ConsumerGroup] = {}
         self.timers = Timers()

@@ -21,8 +21,11 @@ from metamorphostreams.protocol.errors import ErrorCode
 
 from ._shard import GroupError
 from .records import (
+    CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY,
+    CONSUMER_GROUP_MEMBER_METADATA_KEY,
     CONSUMER_GROUP_METADATA_KEY,
     CONSUMER_GROUP_PARTITION_METADATA_KEY,
+    CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY,
     CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA_KEY,
     Assignment,
     ConsumerGroupCurrentMemberAssignmentValue,
@@ -236,12 +239,6 @@ class ConsumerGroup:
 
     def tombstone_keys(self) -> list[RecordKey]:
         """Kafka's deletion order: members' assignments, targets, epochs, subscriptions, group."""
-        from .records import (
-            CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY,
-            CONSUMER_GROUP_MEMBER_METADATA_KEY,
-            CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY,
-        )
-
         gid = self.group_id
         keys = [
             RecordKey(CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY, gid, member_id=m)

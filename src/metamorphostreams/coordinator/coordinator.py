@@ -91,7 +91,8 @@ class GroupCoordinator:
 
     ``metadata`` returns the cluster's topics (name -> (topic id, partition count)); it is
     called during requests, for KIP-848 subscriptions and to refuse commits to unknown
-    partitions. ``uuid_factory`` makes member ids (tests pass a deterministic one).
+    partitions (without it, commits are not checked and KIP-848 groups see no topics).
+    ``uuid_factory`` makes member ids (tests pass a deterministic one).
     Not task-safe: the server calls it from one task.
     """
 
@@ -104,6 +105,7 @@ class GroupCoordinator:
     ) -> None:
         self.config = config
         self._shard = shard = Shard(config, num_partitions, metadata or dict, uuid_factory)
+        shard.check_topics = metadata is not None
         shard.apply = self._apply
         self._classic = ClassicGroupManager(shard)
         self._consumer = ConsumerGroupManager(shard)
@@ -135,9 +137,16 @@ class GroupCoordinator:
         return Result(records, response, completions, pending)
 
     def _run_timers(self) -> None:
+        # A task runs at its deadline, as if polled on time: what it schedules is relative to
+        # when it was due, not to how late the poll came.
         shard = self._shard
-        while (task := shard.timers.pop_expired(shard.now_ms)) is not None:
-            task()
+        now = shard.now_ms
+        while (due := shard.timers.pop_expired(now)) is not None:
+            shard.now_ms = due[0]
+            try:
+                due[1]()
+            finally:
+                shard.now_ms = now
 
     def on_loaded(self, now_ms: int) -> Result:
         """Start the timers of a replayed state (session expiry from ``now_ms``, as Kafka does

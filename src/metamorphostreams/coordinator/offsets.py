@@ -106,42 +106,36 @@ class OffsetManager:
         self, req: OffsetCommitRequest, version: int, heartbeat: Any
     ) -> OffsetCommitResponse:
         """``heartbeat(group, member_id)`` keeps a classic member's session alive."""
+        Partition = OffsetCommitResponse.OffsetCommitResponsePartition
         cluster = self.shard.metadata()
         names = {tid: name for name, (tid, _) in cluster.items()}
         out: list[OffsetCommitResponse.OffsetCommitResponseTopic] = []
-        valid: list[tuple[str, OffsetCommitRequest.OffsetCommitRequestPartition, list[Any]]] = []
+        valid: list[tuple[str, OffsetCommitRequest.OffsetCommitRequestPartition, Any]] = []
         for t in req.topics or ():
-            parts: list[OffsetCommitResponse.OffsetCommitResponsePartition] = []
+            parts = [Partition(partition_index=p.partition_index) for p in t.partitions or ()]
             out.append(
                 OffsetCommitResponse.OffsetCommitResponseTopic(
                     name=t.name, topic_id=t.topic_id, partitions=parts
                 )
             )
             name = names.get(t.topic_id) if version >= TOPIC_ID_VERSION else t.name
-            for p in t.partitions or ():
+            for p, answer in zip(t.partitions or (), parts, strict=True):
+                # KafkaApis' checks: the topic and partition must exist.
                 if name is None:
-                    code = ErrorCode.UNKNOWN_TOPIC_ID
-                elif name not in cluster or not 0 <= p.partition_index < cluster[name][1]:
-                    code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    answer.error_code = ErrorCode.UNKNOWN_TOPIC_ID
+                elif self.shard.check_topics and (
+                    name not in cluster or not 0 <= p.partition_index < cluster[name][1]
+                ):
+                    answer.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 else:
-                    valid.append((name, p, parts))
-                    continue
-                parts.append(
-                    OffsetCommitResponse.OffsetCommitResponsePartition(
-                        partition_index=p.partition_index, error_code=code
-                    )
-                )
+                    valid.append((name, p, answer))
         if not valid:
             return OffsetCommitResponse(topics=out)
         try:
             group = self._validate_commit(req, version)
         except GroupError as e:
-            for _, p, parts in valid:
-                parts.append(
-                    OffsetCommitResponse.OffsetCommitResponsePartition(
-                        partition_index=p.partition_index, error_code=e.code
-                    )
-                )
+            for _, _, answer in valid:
+                answer.error_code = e.code
             return OffsetCommitResponse(topics=out)
         if isinstance(group, ClassicGroup) and group.state in (
             State.STABLE,
@@ -151,23 +145,16 @@ class OffsetManager:
         now = self.shard.now_ms
         retention = req.retention_time_ms if version <= 4 else DEFAULT_RETENTION_TIME
         expire = -1 if retention == DEFAULT_RETENTION_TIME else now + retention
-        for name, p, parts in valid:
+        for name, p, answer in valid:
             metadata = p.committed_metadata or ""
             if _java_length(metadata) > self.shard.config.offset_metadata_max_bytes:
-                code = ErrorCode.OFFSET_METADATA_TOO_LARGE
-            else:
-                code = ErrorCode.NONE
-                value = OffsetCommitValue(
-                    p.committed_offset, p.committed_leader_epoch, metadata, now, expire
-                )
-                self.shard.write(
-                    RecordKey(OFFSET_COMMIT_KEY, req.group_id, name, p.partition_index), value
-                )
-            parts.append(
-                OffsetCommitResponse.OffsetCommitResponsePartition(
-                    partition_index=p.partition_index, error_code=code
-                )
+                answer.error_code = ErrorCode.OFFSET_METADATA_TOO_LARGE
+                continue
+            value = OffsetCommitValue(
+                p.committed_offset, p.committed_leader_epoch, metadata, now, expire
             )
+            key = RecordKey(OFFSET_COMMIT_KEY, req.group_id, name, p.partition_index)
+            self.shard.write(key, value)
         return OffsetCommitResponse(topics=out)
 
     def _validate_commit(

@@ -56,11 +56,11 @@ class Timers:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
 
-    def pop_expired(self, now_ms: int) -> TimerTask | None:
-        """Remove and return the earliest task due at ``now_ms``, or None."""
+    def pop_expired(self, now_ms: int) -> tuple[int, TimerTask] | None:
+        """Remove and return (deadline, task) of the earliest task due at ``now_ms``, or None."""
         self._drop_stale()
         if not self._heap or self._heap[0][0] > now_ms:
             return None
         _, _, key = heapq.heappop(self._heap)
-        _, _, task = self._tasks.pop(key)
-        return task
+        deadline, _, task = self._tasks.pop(key)
+        return deadline, task

@@ -42,6 +42,15 @@ SERVED: dict[int, ApiRange] = {
         _r(1, 4, 12),  # Fetch (13+ addresses topics by id)
         _r(2, 1, 7),  # ListOffsets
         _r(3, 0, 12),  # Metadata
+        _r(8, 2, 9),  # OffsetCommit
+        _r(9, 1, 9),  # OffsetFetch (8+: batched groups)
+        _r(10, 0, 4),  # FindCoordinator (4+: batched keys)
+        _r(11, 0, 9),  # JoinGroup
+        _r(12, 0, 4),  # Heartbeat
+        _r(13, 0, 5),  # LeaveGroup
+        _r(14, 0, 5),  # SyncGroup
+        _r(15, 0, 5),  # DescribeGroups
+        _r(16, 0, 5),  # ListGroups
         _r(18, 0, 4),  # ApiVersions
         _r(19, 2, 7),  # CreateTopics
         _r(20, 1, 6),  # DeleteTopics
@@ -50,7 +59,11 @@ SERVED: dict[int, ApiRange] = {
         _r(23, 2, 4),  # OffsetForLeaderEpoch
         _r(32, 1, 4),  # DescribeConfigs
         _r(37, 0, 3),  # CreatePartitions
+        _r(42, 0, 2),  # DeleteGroups
+        _r(47, 0, 0),  # OffsetDelete
         _r(60, 0, 1),  # DescribeCluster
+        _r(68, 0, 1),  # ConsumerGroupHeartbeat (KIP-848)
+        _r(69, 0, 1),  # ConsumerGroupDescribe
     )
 }
 

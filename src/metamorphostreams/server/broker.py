@@ -19,6 +19,7 @@ from ..cluster.metadata import MetadataStore, new_kafka_uuid, uuid_to_kafka
 from .config import BrokerConfig
 from .connection import Connection
 from .dispatch import Dispatcher
+from .group_runtime import GroupRuntime
 from .handlers import HANDLERS
 from .replica_manager import ReplicaManager
 
@@ -55,6 +56,7 @@ class Broker:
         self.now_ms = wall_clock_ms
         self.metadata: MetadataStore
         self.replicas: ReplicaManager
+        self.groups: GroupRuntime
         self.dispatcher = Dispatcher(self, HANDLERS)
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
@@ -72,6 +74,8 @@ class Broker:
         self._write_meta_properties()
         self.replicas = ReplicaManager(self.data_dir, self.config, self.metadata, self.now_ms)
         self.replicas.open()
+        self.groups = GroupRuntime(self)
+        self.groups.start()
         self._server = await asyncio.get_running_loop().create_server(
             self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
         )
@@ -96,6 +100,7 @@ class Broker:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 5)
         self._server = None
+        self.groups.stop()
         self.replicas.close()
         self._stopped.set()
         log.info("broker %d stopped cleanly", self.broker_id)

@@ -20,6 +20,7 @@ from ..protocol.frames import SIZE_PREFIX, FrameSplitter
 
 log = logging.getLogger("metamorphostreams.server")
 
+
 class _PositionalFile:
     """A file view for ``loop.sendfile`` with its own position.
 

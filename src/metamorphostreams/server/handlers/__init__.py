@@ -6,6 +6,7 @@ from ..dispatch import HandlerFn
 from .api_versions import handle_api_versions
 from .configs import handle_describe_configs
 from .fetch import handle_fetch
+from .groups import GROUP_HANDLERS
 from .metadata import handle_describe_cluster, handle_metadata
 from .offsets import handle_delete_records, handle_list_offsets, handle_offset_for_leader_epoch
 from .produce import handle_produce
@@ -26,6 +27,7 @@ HANDLERS: dict[int, HandlerFn] = {
     32: handle_describe_configs,
     37: handle_create_partitions,
     60: handle_describe_cluster,
+    **GROUP_HANDLERS,
 }
 
 __all__ = ["HANDLERS"]

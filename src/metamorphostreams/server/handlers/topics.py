@@ -192,6 +192,7 @@ async def handle_delete_topics(
             )
             continue
         broker.replicas.delete_topic(info.name)
+        broker.groups.topics_deleted([info.name])
         results.append(Deleted(name=info.name, topic_id=info.topic_id, error_code=ErrorCode.NONE))
     return DeleteTopicsResponse(responses=results)
 

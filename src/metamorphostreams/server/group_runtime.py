@@ -1,0 +1,193 @@
+"""Runs the pure group coordinator on the event loop.
+
+The coordinator (``coordinator/``) decides; this module does its I/O: it appends the records
+of every decision to ``__consumer_offsets`` before the answer goes out, parks JoinGroup and
+SyncGroup requests on futures until the coordinator completes them, fires the coordinator's
+timers, and replays ``__consumer_offsets`` at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..coordinator import CoordinatorRecord, GroupCoordinator, GroupCoordinatorConfig, Result
+from ..protocol.errors import DecodeError, ErrorCode
+from ..protocol.records import build_batch, iter_batches
+from .replica_manager import LEADER_EPOCH
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("metamorphostreams.server")
+
+OFFSETS_TOPIC = "__consumer_offsets"
+# Kafka's offsets.topic.segment.bytes default, and the internal topic's cleanup policy.
+OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
+LOAD_READ_BYTES = 8 << 20  # per read while replaying __consumer_offsets
+
+
+class GroupRuntime:
+    """Loop-owned driver of one ``GroupCoordinator`` for all ``__consumer_offsets`` partitions."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        props = broker.config.props
+        self.num_partitions = int(broker.config["offsets.topic.num.partitions"])
+        self.coordinator = GroupCoordinator(
+            GroupCoordinatorConfig.from_properties(props),
+            self.num_partitions,
+            metadata=self._topics,
+        )
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _topics(self) -> Mapping[str, tuple[uuid.UUID, int]]:
+        return {
+            t.name: (t.topic_id, t.partitions)
+            for t in self.broker.metadata.topics.values()
+            if not t.is_internal
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Replay ``__consumer_offsets`` if it exists (it is created on first use)."""
+        info = self.broker.metadata.topics.get(OFFSETS_TOPIC)
+        if info is None:
+            return
+        count = 0
+        for partition in range(info.partitions):
+            count += self._replay_partition(partition)
+        if count:
+            log.info("loaded %d records from %s", count, OFFSETS_TOPIC)
+        self._apply(self.coordinator.on_loaded(self.broker.now_ms()))
+
+    def _replay_partition(self, partition: int) -> int:
+        plog = self.broker.replicas.get_log(OFFSETS_TOPIC, partition)
+        if plog is None:
+            return 0
+        offset = plog.log_start_offset
+        count = 0
+        while offset < plog.high_watermark:
+            result = plog.read(
+                offset, LOAD_READ_BYTES, max_offset=plog.high_watermark, min_one_message=True
+            )
+            if result.error != ErrorCode.NONE or result.size == 0:
+                break
+            data = result.read_bytes()
+            for header, records in iter_batches(data):
+                if not header.is_control:
+                    for record in records:
+                        if record.key is not None:
+                            self.coordinator.replay(
+                                CoordinatorRecord(partition, record.key, record.value)
+                            )
+                            count += 1
+                offset = header.next_offset
+        return count
+
+    def stop(self) -> None:
+        """Answer parked requests (NOT_COORDINATOR, as Kafka does on unload) and stop timers."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            result = self.coordinator.unload(self.broker.now_ms())
+        except Exception:
+            log.exception("group coordinator unload failed")
+            return
+        for pending_id, response in result.completions:
+            future = self._pending.pop(pending_id, None)
+            if future is not None and not future.done():
+                future.set_result(response)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def ensure_offsets_topic(self) -> None:
+        """Create ``__consumer_offsets`` on first use, as Kafka does on FindCoordinator."""
+        if OFFSETS_TOPIC in self.broker.metadata.topics:
+            return
+        self.broker.replicas.create_topic(
+            OFFSETS_TOPIC, self.num_partitions, dict(OFFSETS_TOPIC_CONFIGS)
+        )
+
+    async def call(
+        self, handler: Callable[[int, Any, int], Result], request: Any, version: int
+    ) -> Any:
+        """Run one coordinator handler; wait for the answer if the request was parked."""
+        self.ensure_offsets_topic()
+        result = handler(self.broker.now_ms(), request, version)
+        self._apply(result)
+        if result.pending is None:
+            return result.response
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[result.pending] = future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._pending.pop(result.pending, None)
+            self.coordinator.cancel(result.pending)
+            raise
+
+    def topics_deleted(self, topics: list[str]) -> None:
+        self._apply(self.coordinator.on_topics_deleted(self.broker.now_ms(), topics))
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _apply(self, result: Result) -> None:
+        if result.records:
+            self._append(result.records)
+        for pending_id, response in result.completions:
+            future = self._pending.pop(pending_id, None)
+            if future is not None and not future.done():
+                future.set_result(response)
+        self._reschedule()
+
+    def _append(self, records: list[CoordinatorRecord]) -> None:
+        by_partition: dict[int, list[CoordinatorRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+        now = self.broker.now_ms()
+        for partition, batch_records in by_partition.items():
+            plog = self.broker.replicas.get_log(OFFSETS_TOPIC, partition)
+            if plog is None:
+                log.error("%s-%d is missing; dropping group records", OFFSETS_TOPIC, partition)
+                continue
+            batch = build_batch([(r.key, r.value, [], now) for r in batch_records])
+            try:
+                result = plog.append_as_leader(
+                    bytearray(batch), leader_epoch=LEADER_EPOCH, now_ms=now
+                )
+            except (OSError, DecodeError) as e:
+                log.error("cannot append group records to %s-%d: %s", OFFSETS_TOPIC, partition, e)
+                continue
+            if result.error != ErrorCode.NONE:
+                log.error(
+                    "cannot append group records to %s-%d: %s",
+                    OFFSETS_TOPIC,
+                    partition,
+                    result.error.name,
+                )
+        self.broker.replicas.notify_append()
+
+    def _reschedule(self) -> None:
+        deadline = self.coordinator.next_deadline_ms()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is None:
+            return
+        delay = max(0.0, (deadline - self.broker.now_ms()) / 1000)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._apply(self.coordinator.poll(self.broker.now_ms()))
+        except Exception:
+            log.exception("group coordinator timer failed")
+            self._reschedule()

@@ -1,0 +1,96 @@
+"""FindCoordinator and the consumer-group APIs, answered by the group coordinator."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from ...protocol._generated.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
+from ...protocol.errors import ErrorCode
+from ..dispatch import HandlerFn, RequestContext
+
+GROUP_KEY_TYPE = 0
+TRANSACTION_KEY_TYPE = 1
+BATCHED_VERSION = 4  # FindCoordinator v4+: a list of keys
+
+
+def _coordinator_for(ctx: RequestContext, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
+    if key_type == GROUP_KEY_TYPE:
+        ctx.broker.groups.ensure_offsets_topic()
+        return ErrorCode.NONE, None
+    if key_type == TRANSACTION_KEY_TYPE:
+        # No transaction coordinator yet; Kafka says the same while __transaction_state is
+        # unavailable.
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE, "Transactions are not supported yet."
+    return ErrorCode.INVALID_REQUEST, f"Unknown coordinator key type {key_type}"
+
+
+async def handle_find_coordinator(
+    ctx: RequestContext, req: FindCoordinatorRequest
+) -> FindCoordinatorResponse:
+    host, port = ctx.broker.advertised()
+    me = ctx.broker.broker_id
+    if ctx.api_version >= BATCHED_VERSION:
+        coordinators = []
+        for key in req.coordinator_keys:
+            error, message = _coordinator_for(ctx, key, req.key_type)
+            ok = error == ErrorCode.NONE
+            coordinators.append(
+                FindCoordinatorResponse.Coordinator(
+                    key=key,
+                    node_id=me if ok else -1,
+                    host=host if ok else "",
+                    port=port if ok else -1,
+                    error_code=error,
+                    error_message=message,
+                )
+            )
+        return FindCoordinatorResponse(coordinators=coordinators)
+    error, message = _coordinator_for(ctx, req.key, req.key_type)
+    ok = error == ErrorCode.NONE
+    return FindCoordinatorResponse(
+        error_code=error,
+        error_message=message,
+        node_id=me if ok else -1,
+        host=host if ok else "",
+        port=port if ok else -1,
+    )
+
+
+def _group_api(
+    method: Callable[[Any], Callable[..., Any]], *, with_client: bool = False
+) -> HandlerFn:
+    """A handler that hands the request to a GroupCoordinator method through the runtime.
+
+    ``with_client``: the method also takes the client id and host (``/ip``, Kafka's form),
+    which member ids and descriptions carry.
+    """
+
+    async def handle(ctx: RequestContext, req: Any) -> Any:
+        runtime = ctx.broker.groups
+        fn = method(runtime.coordinator)
+        if with_client:
+            client_id = ctx.header.client_id or ""
+            host = "/" + ctx.connection.peer.rpartition(":")[0]
+            fn = functools.partial(fn, client_id=client_id, client_host=host)
+        return await runtime.call(fn, req, ctx.api_version)
+
+    return handle
+
+
+GROUP_HANDLERS: dict[int, HandlerFn] = {
+    8: _group_api(lambda c: c.offset_commit),
+    9: _group_api(lambda c: c.offset_fetch),
+    10: handle_find_coordinator,
+    11: _group_api(lambda c: c.join_group, with_client=True),
+    12: _group_api(lambda c: c.heartbeat),
+    13: _group_api(lambda c: c.leave_group),
+    14: _group_api(lambda c: c.sync_group),
+    15: _group_api(lambda c: c.describe_groups),
+    16: _group_api(lambda c: c.list_groups),
+    42: _group_api(lambda c: c.delete_groups),
+    47: _group_api(lambda c: c.offset_delete),
+    68: _group_api(lambda c: c.consumer_group_heartbeat, with_client=True),
+    69: _group_api(lambda c: c.consumer_group_describe),
+}
