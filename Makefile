@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 PORT ?= 9092
 
-.PHONY: install run test lint gen gen-check bench clean
+.PHONY: install run test test-reference reference-kafka lint gen gen-check bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,12 @@ test: install
 	bash tools/install-test-deps.sh
 	$(BIN)/python tools/gen_protocol.py --check
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+reference-kafka:
+	bash tools/reference-kafka/fetch.sh
+
+test-reference: install reference-kafka
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/reference tests/interop $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tools tests

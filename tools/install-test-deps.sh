@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# Installs the system tools the tests use (kcat from Debian) when they are missing.
-# Needs root (or sudo) for apt-get; without it, prints what is missing and goes on: the tests
-# that need the tool then skip locally, and fail when CI=true.
+# Installs what the tests use beyond Python packages: kcat (Debian), a JDK and Maven (Debian),
+# and Apache Kafka plus the Java client (Maven Central) for the reference and interop tests.
+# apt-get needs root (or sudo); without it, missing tools are reported and the tests that
+# need them skip locally, and fail when CI=true.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
-[ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" = "0" ]; then
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo apt-get update -qq >/dev/null
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = "0" ]; then
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo apt-get update -qq >/dev/null
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "install-test-deps: cannot install ${missing[*]} without root; those tests will skip" >&2
+    fi
+fi
+# Apache Kafka (the reference broker) and the Java client from Maven Central; instant once cached.
+if command -v mvn >/dev/null 2>&1; then
+    bash tools/reference-kafka/fetch.sh >/dev/null
 else
-    echo "install-test-deps: cannot install ${missing[*]} without root; those tests will skip" >&2
+    echo "install-test-deps: no Maven; reference and Java interop tests will skip" >&2
 fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +20,18 @@ def broker_thread(tmp_path: Path) -> Iterator[BrokerThread]:
         yield broker
 
 
+EXTERNAL_ENV = "MMS_CLIENT_TEST_BOOTSTRAP"
+
+
 @pytest.fixture
-def bootstrap(broker_thread: BrokerThread) -> str:
-    return broker_thread.bootstrap
+def bootstrap(request: pytest.FixtureRequest) -> str:
+    """Our broker; or, with $MMS_CLIENT_TEST_BOOTSTRAP=host:port, another one (a fresh
+    reference Apache Kafka: the tests use fixed topic names, so run them once per broker)."""
+    external = os.environ.get(EXTERNAL_ENV)
+    if external:
+        return external
+    broker: BrokerThread = request.getfixturevalue("broker_thread")
+    return broker.bootstrap
 
 
 def serves_api(bootstrap: str, api_key: int) -> bool:

@@ -18,6 +18,7 @@ import pytest
 
 from metamorphostreams.client import (
     Admin,
+    AsyncAdmin,
     AsyncConsumer,
     AsyncProducer,
     CommitFailedError,
@@ -32,6 +33,12 @@ from .conftest import CONSUMER_GROUP_HEARTBEAT, require_groups, serves_api
 
 LIMIT_S = 60.0  # liveness bound on a rebalance or a drain; healthy runs take a second or two
 PARTITIONS = 6
+# KIP-848 members learn of new assignments at their next heartbeat: make that soon.
+BROKER_PROPS = {
+    "num.partitions": "3",
+    "group.consumer.heartbeat.interval.ms": "200",
+    "group.consumer.min.heartbeat.interval.ms": "100",
+}
 FAST = {"heartbeat.interval.ms": "100", "session.timeout.ms": "10000", "retry.backoff.ms": "20"}
 
 
@@ -41,7 +48,7 @@ def group_bootstrap(tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     if external:
         yield external
         return
-    with BrokerThread(tmp_path / "data", {"num.partitions": "3"}) as broker:
+    with BrokerThread(tmp_path / "data", BROKER_PROPS) as broker:
         require_groups(broker.bootstrap)
         yield broker.bootstrap
 
@@ -251,3 +258,83 @@ def test_admin_groups(group_bootstrap: str) -> None:
         assert admin.list_group_offsets(group)[TopicPartition(topic, 0)] == 0
         admin.delete_groups([group])
         assert group not in {g.group_id for g in admin.list_groups()}
+
+
+def test_auto_commit_commit_async_and_new_partitions(group_bootstrap: str) -> None:
+    bootstrap = group_bootstrap
+    topic = _topic(bootstrap, 1)
+    group = f"ac-{uuid.uuid4().hex[:8]}"
+
+    async def run() -> None:
+        await _produce(bootstrap, topic, 0, 10)
+        consumer = AsyncConsumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "auto.commit.interval.ms": "50",
+                "metadata.max.age.ms": "200",
+                **FAST,
+            }
+        )
+        consumer.subscribe([topic])
+        got: list = []
+        await _until_async(consumer, got, 10)
+        tp0 = TopicPartition(topic, 0)
+
+        async def committed() -> int | None:
+            return (await consumer.committed([tp0]))[tp0]
+
+        deadline = time.monotonic() + LIMIT_S
+        while await committed() != 10:  # auto-commit, from inside poll()
+            assert time.monotonic() < deadline, "auto-commit never happened"
+            await consumer.poll(50)
+        outcome: list = []
+        await consumer.commit_async({tp0: 7}, lambda err, offsets: outcome.append(err))
+        assert outcome == [None] and await committed() == 7
+        # Partitions added to a subscribed topic are picked up after a metadata refresh.
+        async with AsyncAdmin({"bootstrap.servers": bootstrap}) as admin:
+            await admin.create_partitions({topic: 3})
+        deadline = time.monotonic() + LIMIT_S
+        while len(consumer.assignment()) != 3:
+            assert time.monotonic() < deadline, "new partitions never assigned"
+            await consumer.poll(50)
+        await consumer.close()
+
+    asyncio.run(run())
+
+
+async def _until_async(consumer: AsyncConsumer, got: list, n: int) -> None:
+    deadline = time.monotonic() + LIMIT_S
+    while len(got) < n:
+        assert time.monotonic() < deadline, f"only {len(got)} of {n} records"
+        got += await consumer.poll(100)
+
+
+def test_member_that_stops_polling_leaves(group_bootstrap: str) -> None:
+    bootstrap = group_bootstrap
+    topic = _topic(bootstrap, 2)
+    group = f"slow-{uuid.uuid4().hex[:8]}"
+    lost: list[set[TopicPartition]] = []
+
+    async def run() -> None:
+        slow = AsyncConsumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "max.poll.interval.ms": "500",
+                **FAST,
+            }
+        )
+        slow.subscribe([topic], on_lost=lost.append)
+        while len(slow.assignment()) != 2:
+            await slow.poll(50)
+        fast = Member(bootstrap, group, topic, {})
+        # `slow` stops polling: past max.poll.interval.ms it leaves, and `fast` gets all.
+        await _until(lambda: len(fast.consumer.assignment()) == 2, "the fast member owns all")
+        await slow.poll(0)
+        assert lost and lost[0] == {TopicPartition(topic, 0), TopicPartition(topic, 1)}
+        await fast.stop()
+        await slow.close()
+
+    asyncio.run(run())

@@ -74,15 +74,16 @@ def test_idempotent_producer_orders_each_partition(bootstrap: str) -> None:
 
 @pytest.mark.parametrize("acks", ["0", "1", "all"])
 def test_acks(bootstrap: str, acks: str) -> None:
-    _create(bootstrap, "acks", 1)
+    topic = f"acks-{acks}"
+    _create(bootstrap, topic, 1)
     with Producer({"bootstrap.servers": bootstrap, "acks": acks}) as producer:
-        md = producer.send("acks", b"v")
+        md = producer.send(topic, b"v")
         if acks == "0":
             assert md.offset == -1
         else:
             assert md.offset == 0
     with Consumer({"bootstrap.servers": bootstrap, "auto.offset.reset": "earliest"}) as consumer:
-        consumer.assign([("acks", 0)])
+        consumer.assign([(topic, 0)])
         got = []
         deadline = time.monotonic() + READ_LIMIT_S
         while not got and time.monotonic() < deadline:

@@ -124,11 +124,6 @@ def test_create_topics_batch_duplicates_and_collisions(targets: Targets) -> None
     targets.compare(scenario, "CreateTopics with several and colliding topics")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a CreateTopics naming a topic twice gets two INVALID_REQUEST results; "
-    "Kafka answers one result per distinct name",
-)
 def test_create_topics_same_topic_twice(targets: Targets) -> None:
     topic = unique("dup")
 
@@ -145,11 +140,6 @@ def test_create_topics_same_topic_twice(targets: Targets) -> None:
     assert answer["results"] == [[topic, INVALID_REQUEST]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a successful CreateTopics result carries error_message '' here; Kafka sends "
-    "null (as it does, and we do, in Produce, CreatePartitions, DeleteTopics, ...)",
-)
 def test_create_topics_success_has_no_error_message(targets: Targets) -> None:
     topic = unique("no-message")
 
@@ -348,11 +338,6 @@ def test_offset_for_leader_epoch(targets: Targets) -> None:
     targets.compare(scenario, "OffsetForLeaderEpoch")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: OffsetForLeaderEpoch for epoch 0 of an empty partition answers -1/-1 "
-    "(undefined); Kafka answers epoch 0 ending at offset 0, recorded on becoming leader",
-)
 def test_offset_for_leader_epoch_of_an_empty_partition(targets: Targets) -> None:
     topic = unique("epochs-empty")
 

@@ -121,11 +121,6 @@ def test_older_versions_and_selected_keys(targets: Targets, version: int) -> Non
     assert answer["missing topic"]["error_code"] == UNKNOWN_TOPIC_OR_PARTITION
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: message.timestamp.after.max.ms defaults to 9223372036854775807 here; "
-    "Kafka 4 (KIP-1030) defaults it to 3600000",
-)
 def test_message_timestamp_after_max_ms_default(targets: Targets) -> None:
     topic = unique("ts-after")
 
@@ -138,11 +133,6 @@ def test_message_timestamp_after_max_ms_default(targets: Targets) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: DescribeConfigs v3+ with include_documentation=false answers documentation "
-    "'' for every config; Kafka answers null",
-)
 def test_documentation_not_asked(targets: Targets) -> None:
     topic = unique("no-docs")
 
@@ -154,12 +144,6 @@ def test_documentation_not_asked(targets: Targets) -> None:
     targets.compare(scenario, "DescribeConfigs documentation when not asked for")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: synonyms of a topic config at its default list the topic config's own name "
-    "with source DEFAULT_CONFIG; Kafka lists the broker setting it falls back to (e.g. "
-    "log.retention.bytes for retention.bytes), and nothing when that has no default",
-)
 def test_synonyms(targets: Targets) -> None:
     topic = unique("synonyms")
 

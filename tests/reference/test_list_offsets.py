@@ -56,11 +56,6 @@ def test_empty_partition(targets: Targets) -> None:
     targets.compare(scenario, "ListOffsets on an empty partition", drop=VOLATILE | {"leader_epoch"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ListOffsets earliest/latest on an empty partition answer leader epoch -1; "
-    "Kafka answers the current leader epoch (0), which it records on becoming leader",
-)
 def test_empty_partition_ends_have_the_leader_epoch(targets: Targets) -> None:
     topic = unique("lo-empty-epoch")
 

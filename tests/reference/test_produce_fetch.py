@@ -79,11 +79,6 @@ def test_offsets_high_watermarks_and_stored_bytes(targets: Targets) -> None:
     assert answer["fetch@9"] == OFFSET_OUT_OF_RANGE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Fetch past the log end answers the real high watermark, last stable offset "
-    "and log start offset; Kafka answers -1 for all three with OFFSET_OUT_OF_RANGE",
-)
 def test_fetch_out_of_range_answers_unknown_offsets(targets: Targets) -> None:
     topic = unique("out-of-range")
 
@@ -266,11 +261,6 @@ def test_timestamps_within_the_allowed_window(targets: Targets) -> None:
     assert answer["a minute ahead"]["error_code"] == NONE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: message.timestamp.after.max.ms defaults to Long.MAX here; Kafka 4 defaults "
-    "it to 3600000 and answers INVALID_TIMESTAMP for a record over an hour ahead",
-)
 def test_timestamp_over_an_hour_ahead_is_invalid(targets: Targets) -> None:
     topic = unique("ts-ahead")
 

@@ -75,6 +75,8 @@ class GroupOwner(Protocol):
 
     def group_wake(self) -> None: ...
 
+    def group_poll_age(self) -> float: ...
+
 
 def encode_versioned(message: Any, version: int) -> bytes:
     return _VERSION_PREFIX.pack(version) + message.to_bytes(version)
@@ -281,6 +283,7 @@ class ClassicMember(GroupCoordinatorClient):
         self.protocol: str | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._stable = False
+        self._counts: dict[str, int] = {}  # partitions per subscribed topic at the last join
 
     @property
     def state(self) -> str:
@@ -292,6 +295,14 @@ class ClassicMember(GroupCoordinatorClient):
             self.need_join = True
             self.owner.group_wake()
 
+    def _partitions_changed(self) -> bool:
+        now = self._partition_counts()
+        return any(t in now and now[t] != n for t, n in self._counts.items())
+
+    def _partition_counts(self) -> dict[str, int]:
+        topics = self.client.metadata.topics
+        return {t: len(topics[t].partitions) for t in self.topics if t in topics}
+
     def commit_failed(self, code: int) -> None:
         if code in (ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.ILLEGAL_GENERATION):
             self.need_join = True
@@ -299,6 +310,9 @@ class ClassicMember(GroupCoordinatorClient):
 
     async def ensure_active(self) -> None:
         """Join (or rejoin) the group if needed and apply the new assignment."""
+        if not self.need_join and self._partitions_changed():
+            log.info("group %s: subscribed topics changed partitions; rejoining", self.group_id)
+            self.need_join = True
         while self.need_join:
             owned = self.owner.group_assigned()
             if self.lost and owned:
@@ -309,6 +323,9 @@ class ClassicMember(GroupCoordinatorClient):
             self._stable = False
             self.need_join = False
             assignment = await self._join_and_sync()
+            with contextlib.suppress(KafkaError):
+                await self.client.refresh_metadata(self.topics)
+            self._counts = self._partition_counts()
             self._stable = True
             self._start_heartbeat()
             owned = self.owner.group_assigned()
@@ -473,9 +490,23 @@ class ClassicMember(GroupCoordinatorClient):
 
     async def _heartbeat_loop(self) -> None:
         interval = self.config["heartbeat.interval.ms"] / 1000
+        max_poll_interval = self.config["max.poll.interval.ms"] / 1000
         while True:
             await asyncio.sleep(interval)
             if not self._stable or self.need_join:
+                continue
+            if self.owner.group_poll_age() > max_poll_interval:
+                # As Kafka's consumer does: an application that stopped polling leaves the
+                # group, so its partitions go to members that make progress.
+                log.warning(
+                    "group %s: poll() not called for max.poll.interval.ms (%d); leaving",
+                    self.group_id,
+                    max_poll_interval * 1000,
+                )
+                await self._send_leave()
+                self.lost = True
+                self.need_join = True
+                self._stable = False
                 continue
             request = HeartbeatRequest(
                 group_id=self.group_id,
@@ -508,6 +539,10 @@ class ClassicMember(GroupCoordinatorClient):
                 await self._heartbeat
         if not self.member_id or self.config["group.instance.id"]:
             return
+        await self._send_leave()
+        self._stable = False
+
+    async def _send_leave(self) -> None:
         request = LeaveGroupRequest(
             group_id=self.group_id,
             member_id=self.member_id,
@@ -516,7 +551,6 @@ class ClassicMember(GroupCoordinatorClient):
         with contextlib.suppress(KafkaError):
             await self.send(request, timeout_s=5)
         self.member_id, self.generation = "", -1
-        self._stable = False
 
 
 class ConsumerProtocolMember(GroupCoordinatorClient):

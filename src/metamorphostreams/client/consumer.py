@@ -93,6 +93,8 @@ class AsyncConsumer:
         self._nodes_fetching: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_auto_commit = 0.0
+        self._last_poll = time.monotonic()
+        self._polling = False
         self._started = False
         self._closed = False
         self.callback_runner: Callable[[Callable[..., Any], Any], Awaitable[Any]] | None = None
@@ -238,6 +240,12 @@ class AsyncConsumer:
 
     def group_wake(self) -> None:
         self._data.set()
+
+    def group_poll_age(self) -> float:
+        """Seconds since the application last called poll() (0 while a poll runs)."""
+        if self._polling:
+            return 0.0
+        return time.monotonic() - self._last_poll
 
     async def _call(
         self, callback: RebalanceCallback | None, partitions: set[TopicPartition]
@@ -423,19 +431,26 @@ class AsyncConsumer:
             raise KafkaError("the consumer is closed")
         limit = max_records or self.config["max.poll.records"]
         deadline = time.monotonic() + timeout_ms / 1000
-        while True:
-            if self._group is not None:
-                await self._group.ensure_active()
-            self._maybe_auto_commit()
-            records = self._drain(limit)
-            if records:
-                return records
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            self._data.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._data.wait(), remaining)
+        self._polling = True
+        try:
+            while True:
+                if self._group is not None:
+                    await self._group.ensure_active()
+                if self._client.maybe_stale():
+                    self._client.request_refresh()
+                self._maybe_auto_commit()
+                records = self._drain(limit)
+                if records:
+                    return records
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._data.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._data.wait(), remaining)
+        finally:
+            self._polling = False
+            self._last_poll = time.monotonic()
 
     async def __aiter__(self) -> AsyncIterator[ConsumerRecord]:
         while not self._closed:

@@ -50,6 +50,7 @@ RECORD_OVERHEAD = 21  # worst-case varint framing of one record (length, deltas,
 BATCH_OVERHEAD = 61  # record batch header
 REQUEST_OVERHEAD = 64  # Produce request framing around the batches, generously
 INT32_MAX = 2**31 - 1
+SEQUENCE_ERRORS = frozenset({ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, ErrorCode.UNKNOWN_PRODUCER_ID})
 CODECS = {
     "none": CompressionType.NONE,
     "gzip": CompressionType.GZIP,
@@ -142,6 +143,7 @@ class AsyncProducer:
         self._closing = False
         self._request_tasks: set[asyncio.Task[None]] = set()
         self._sending: set[_Batch] = set()
+        self._acked: set[TopicPartition] = set()  # partitions that stored a batch of this pid
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -322,6 +324,7 @@ class AsyncProducer:
                 batch.closed = True
             batch = _Batch(tp, time.monotonic())
             queue.append(batch)
+            self._wake.set()  # the sender sleeps until the earliest linger deadline it knows
         batch.records.append(rec)
         batch.size += size
         self._buffered += size
@@ -401,6 +404,10 @@ class AsyncProducer:
                 continue
             in_flight = self._in_flight.get(tp, 0)
             if self._idempotent and (in_flight >= 5 or (head.attempts and in_flight)):
+                continue
+            if self._idempotent and in_flight and tp not in self._acked:
+                # Kafka takes any first sequence from a producer new to the partition: a
+                # second batch sent before the first is stored could overtake it.
                 continue
             if not self._idempotent and max_in_flight == 1 and in_flight:
                 continue
@@ -501,6 +508,9 @@ class AsyncProducer:
             self._wake.set()
 
     async def _complete(self, batch: _Batch, base_offset: int, log_append_time: int) -> None:
+        log.debug("%s sequence %d stored at %d", batch.tp, batch.base_sequence, base_offset)
+        if batch.producer_id == self._producer_id:
+            self._acked.add(batch.tp)
         self._in_flight[batch.tp] -= 1
         self._sending.discard(batch)
         for i, rec in enumerate(batch.records):
@@ -523,13 +533,23 @@ class AsyncProducer:
         self._sending.discard(batch)
         expired = time.monotonic() > batch.created + self.config["delivery.timeout.ms"] / 1000
         retry = exc.retriable and batch.attempts <= self.config["retries"] and not expired
-        if exc.code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER and self._idempotent:
-            # An earlier batch of this partition failed and is being retried: this one follows.
-            retry = not expired and self._has_earlier(batch)
+        if self._idempotent and exc.code in SEQUENCE_ERRORS:
+            # Retried either way, as Kafka's idempotent producer does: behind an earlier batch
+            # that is being retried, or, when the broker's sequence really has a gap (it took
+            # a later batch while an earlier one failed), under a new producer id.
+            retry = not expired and batch.attempts <= self.config["retries"]
+            if retry and not self._has_earlier(batch):
+                self._reset_pid = True
         if exc.invalid_metadata:
             self._client.request_refresh()
         if retry:
-            log.debug("retrying %s after %s", batch.tp, exc)
+            log.debug(
+                "retrying %s (sequence %d, attempt %d) after %s",
+                batch.tp,
+                batch.base_sequence,
+                batch.attempts,
+                exc,
+            )
             backoff = self.config["retry.backoff.ms"] / 1000
             batch.retry_at = time.monotonic() + backoff * min(2 ** (batch.attempts - 1), 10)
             self._requeue(batch)
@@ -537,6 +557,7 @@ class AsyncProducer:
         if self._idempotent and batch.base_sequence >= 0:
             # The partition's sequence now has a gap: start over with a new producer id.
             self._reset_pid = True
+        log.debug("%s (sequence %d) failed: %s", batch.tp, batch.base_sequence, exc)
         batch.fail(exc)
         await self._release(batch.size - BATCH_OVERHEAD)
 
@@ -562,6 +583,7 @@ class AsyncProducer:
         self._reset_pid = False
         await self._init_producer_id()
         self._next_sequence.clear()
+        self._acked.clear()
         for queue in self._queues.values():
             for batch in queue:
                 batch.payload = None

@@ -17,7 +17,7 @@ from types import TracebackType
 
 from ..cluster.metadata import MetadataStore, new_kafka_uuid, uuid_to_kafka
 from .config import BrokerConfig
-from .connection import Connection
+from .connection import Connection, ConnectionQuotas, resolve_overrides
 from .dispatch import Dispatcher
 from .group_runtime import GroupRuntime
 from .handlers import HANDLERS
@@ -60,6 +60,11 @@ class Broker:
         self.dispatcher = Dispatcher(self, HANDLERS)
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
+        self.connection_quotas = ConnectionQuotas(
+            int(self.config["max.connections"]),
+            int(self.config["max.connections.per.ip"]),
+            resolve_overrides(self.config["max.connections.per.ip.overrides"]),
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
 
@@ -89,8 +94,7 @@ class Broker:
         if self._server is None:
             return
         self._server.close()
-        for conn in list(self._connections):
-            conn.close()
+        await self._close_connections()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -135,15 +139,35 @@ class Broker:
     # -- internals ----------------------------------------------------------------------
 
     def _new_connection(self) -> Connection:
-        conn = Connection(
+        return Connection(
             self.dispatcher.handle,
             max_frame_size=int(self.config["socket.request.max.bytes"]),
             max_queued=int(self.config["queued.max.requests"]),
             idle_ms=int(self.config["connections.max.idle.ms"]),
-            on_close=self._connections.discard,
+            on_close=self._connection_closed,
+            admit=self._admit_connection,
         )
+
+    def _admit_connection(self, conn: Connection) -> bool:
+        if not self.connection_quotas.admit(conn):
+            return False
         self._connections.add(conn)
-        return conn
+        return True
+
+    def _connection_closed(self, conn: Connection) -> None:
+        self.connection_quotas.release(conn)
+        self._connections.discard(conn)
+
+    async def _close_connections(self) -> None:
+        """Close every connection and let their request tasks end (an in-flight request
+        is answered only if it completes first: its client sees an answer or a closed
+        connection) before the logs they may touch are closed."""
+        for conn in list(self._connections):
+            conn.close()
+        for _ in range(100):  # connection_lost runs on the next loop iterations
+            if not self._connections:
+                break
+            await asyncio.sleep(0.01)
 
     def _write_meta_properties(self) -> None:
         path = self.data_dir / META_PROPERTIES

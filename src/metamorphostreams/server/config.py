@@ -41,6 +41,24 @@ def _str(v: str) -> str:
     return v.strip()
 
 
+def _connection_overrides(v: str) -> dict[str, int]:
+    """``max.connections.per.ip.overrides``: ``host:count`` pairs, comma-separated."""
+    out: dict[str, int] = {}
+    for item in v.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, count = item.rpartition(":")
+        host = host.strip().strip("[]")
+        if not sep or not host:
+            raise ValueError(f"expected host:count, got {item!r}")
+        n = int(count.strip())
+        if n < 0:
+            raise ValueError(f"negative connection count in {item!r}")
+        out[host] = n
+    return out
+
+
 @dataclass(frozen=True)
 class _Key:
     name: str
@@ -87,6 +105,9 @@ KEYS: dict[str, _Key] = {
         _Key("socket.receive.buffer.bytes", "102400", _int(-1, INT_MAX)),
         _Key("queued.max.requests", "500", _int(1, INT_MAX)),
         _Key("connections.max.idle.ms", "600000", _int(-1)),
+        _Key("max.connections", str(INT_MAX), _int(0, INT_MAX)),
+        _Key("max.connections.per.ip", str(INT_MAX), _int(0, INT_MAX)),
+        _Key("max.connections.per.ip.overrides", "", _connection_overrides),
         _Key("group.initial.rebalance.delay.ms", "3000", _int(0, INT_MAX)),
         _Key("offsets.topic.num.partitions", "50", _int(1, INT_MAX)),
         _Key("offsets.topic.replication.factor", "3", _int(1, 32767)),
@@ -115,6 +136,11 @@ class BrokerConfig:
                 values[name] = key.parse(raw)
             except ValueError as e:
                 raise ConfigError(f"Invalid value {raw!r} for configuration {name}: {e}") from None
+        if values["max.connections.per.ip"] == 0 and not values["max.connections.per.ip.overrides"]:
+            raise ConfigError(
+                "max.connections.per.ip can be set to zero only if "
+                "max.connections.per.ip.overrides property is set"
+            )
         policy = values["log.message.timestamp.type"]
         if policy not in ("CreateTime", "LogAppendTime"):
             raise ConfigError(

@@ -1,24 +1,41 @@
-"""One client connection: frame splitting, in-order request handling, response writing.
+"""One client connection: frame splitting, in-order request handling, response writing,
+and the broker's connection limits.
 
 Framing runs in ``data_received`` (an ``asyncio.Protocol``, not a StreamReader). Requests of
-one connection are handled one at a time, in order, as Kafka does; the connection stops
-reading while ``queued.max.requests`` frames wait. Responses are lists of parts: buffers go
-to ``transport.write``; file regions of segment files go out by ``loop.sendfile`` (zero copy).
+one connection are handled one at a time, in order, as Kafka does. Responses are lists of
+parts: buffers go to ``transport.write``; file regions of segment files go out by
+``loop.sendfile`` (zero copy).
+
+What one connection may cost is bounded, whatever the client does:
+- reading stops while ``queued.max.requests`` frames, or one maximal frame's worth of bytes
+  (``socket.request.max.bytes``), wait to be handled;
+- the next request is not handled until the previous response has left the transport's
+  buffer (``pause_writing``), so a client that never reads its responses makes the broker
+  stop reading its requests, not buffer their answers;
+- ``connections.max.idle.ms`` closes a connection without network progress: no bytes read,
+  and none of its responses taken by the client (a reader that stopped reading counts as
+  idle, as in Kafka), unless a request of it is being handled (a long-poll Fetch).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import ipaddress
 import logging
 import os
+import socket
+import termios
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, BinaryIO, cast
 
 from ..protocol.errors import DecodeError
 from ..protocol.frames import SIZE_PREFIX, FrameSplitter
 
 log = logging.getLogger("metamorphostreams.server")
+
+WRITE_BUFFER_HIGH = 1 << 20  # bytes buffered in the transport before writing pauses
 
 
 class _PositionalFile:
@@ -59,8 +76,27 @@ class CloseConnection(Exception):
     """Raised by a handler when Kafka would close the connection instead of answering."""
 
 
+_TIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
+
+
+def _unsent_bytes(sock: socket.socket | None) -> int | None:
+    """Bytes in the kernel's send queue of ``sock`` (Linux TIOCOUTQ), None if unknown."""
+    if sock is None or _TIOCOUTQ is None:
+        return None
+    try:
+        raw = fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return None
+    return int.from_bytes(raw, "little")
+
+
 class Connection(asyncio.Protocol):
-    """A client connection. Owned by the event loop; not shared between tasks."""
+    """A client connection. Owned by the event loop; not shared between tasks.
+
+    ``admit`` is asked once the peer is known; a refused connection is closed at once and
+    never handled (``admitted`` stays False). ``on_close`` is called once, when the
+    transport is gone, for admitted and refused connections alike.
+    """
 
     def __init__(
         self,
@@ -70,21 +106,30 @@ class Connection(asyncio.Protocol):
         max_queued: int,
         idle_ms: int,
         on_close: Callable[[Connection], None],
+        admit: Callable[[Connection], bool] | None = None,
     ) -> None:
         self._handler = handler
         self._splitter = FrameSplitter(max_frame_size)
         self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
         self._max_queued = max_queued
+        self._max_queued_bytes = max_frame_size
         self._idle_s = idle_ms / 1000 if idle_ms > 0 else None
         self._on_close = on_close
+        self._admit = admit
         self._transport: asyncio.Transport | None = None
         self._reading_paused = False
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
         self._task: asyncio.Task[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._handling = False
+        self._unsent: int | None = None
         self._closed = False
+        self.admitted = False
         self.peer = "?"
+        self.peer_host = ""
         self.last_active = asyncio.get_running_loop().time()
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -93,11 +138,22 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        transport.set_write_buffer_limits(high=1 << 20)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        if peer:
+            self.peer = f"{peer[0]}:{peer[1]}"
+            self.peer_host = str(peer[0])
+        if self._admit is not None and not self._admit(self):
+            self.close()
+            return
+        self.admitted = True
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        if self._idle_s is not None:
+            self._idle_timer = loop.call_later(self._idle_s, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
         self.last_active = asyncio.get_running_loop().time()
         self._splitter.feed(data)
         try:
@@ -106,13 +162,16 @@ class Connection(asyncio.Protocol):
                 if frame is None:
                     break
                 self._queue.append(frame)
+                self._queued_bytes += len(frame)
         except DecodeError as e:
             log.info("closing connection from %s: %s", self.peer, e)
             self.close()
             return
         if self._queue:
             self._wakeup.set()
-        if len(self._queue) >= self._max_queued and not self._reading_paused:
+        if not self._reading_paused and (
+            len(self._queue) >= self._max_queued or self._queued_bytes >= self._max_queued_bytes
+        ):
             self._reading_paused = True
             assert self._transport is not None
             self._transport.pause_reading()
@@ -121,15 +180,41 @@ class Connection(asyncio.Protocol):
         self._closed = True
         self._wakeup.set()
         self._drained.set()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        self._queue.clear()
+        self._queued_bytes = 0
         self._on_close(self)
 
     def pause_writing(self) -> None:
         self._drained.clear()
 
     def resume_writing(self) -> None:
+        self.last_active = asyncio.get_running_loop().time()
         self._drained.set()
+
+    # -- idleness -----------------------------------------------------------------------
+
+    def _check_idle(self) -> None:
+        """connections.max.idle.ms: runs every so often until the connection is gone."""
+        if self._closed or self._idle_s is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        transport = self._transport
+        unsent = _unsent_bytes(transport.get_extra_info("socket") if transport else None)
+        if unsent is not None and self._unsent is not None and unsent < self._unsent:
+            self.last_active = now  # the client took some of our bytes: it is reading
+        self._unsent = unsent
+        idle = now - self.last_active
+        if idle >= self._idle_s and not self._handling:
+            log.info("closing connection from %s: idle for %.1f s", self.peer, idle)
+            self.close()
+            return
+        wait = self._idle_s - idle if idle < self._idle_s else self._idle_s / 4
+        self._idle_timer = loop.call_later(max(wait, 0.01), self._check_idle)
 
     # -- request loop -------------------------------------------------------------------
 
@@ -147,24 +232,24 @@ class Connection(asyncio.Protocol):
             while not self._closed:
                 if not self._queue:
                     self._wakeup.clear()
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), self._idle_s)
-                    except TimeoutError:
-                        log.info("closing idle connection from %s", self.peer)
-                        self.close()
-                        return
+                    await self._wakeup.wait()
                     continue
                 frame = self._queue.popleft()
-                if self._reading_paused and len(self._queue) < self._max_queued:
+                self._queued_bytes -= len(frame)
+                if self._reading_paused and self._can_read_more():
                     self._reading_paused = False
                     assert self._transport is not None
                     self._transport.resume_reading()
+                self._handling = True
                 try:
                     parts = await self._handler(self, frame)
                 except CloseConnection as e:
                     log.info("closing connection from %s: %s", self.peer, e)
                     self.close()
                     return
+                finally:
+                    self._handling = False
+                    self.last_active = asyncio.get_running_loop().time()
                 if parts is not None and not self._closed:
                     await self._send(parts)
         except asyncio.CancelledError:
@@ -175,8 +260,13 @@ class Connection(asyncio.Protocol):
             log.exception("error handling a request from %s; closing its connection", self.peer)
             self.close()
 
+    def _can_read_more(self) -> bool:
+        return len(self._queue) < self._max_queued and self._queued_bytes < self._max_queued_bytes
+
     async def _send(self, parts: list[Any]) -> None:
-        """Write one response: size prefix, then each part (buffers, or file regions)."""
+        """Write one response: size prefix, then each part (buffers, or file regions); then
+        wait until the transport's buffer is below its limit, so a client that does not
+        read stops its own requests from being handled."""
         transport = self._transport
         assert transport is not None
         size = 0
@@ -198,3 +288,94 @@ class Connection(asyncio.Protocol):
                     )
         if not self._drained.is_set():
             await self._drained.wait()
+
+
+class ConnectionQuotas:
+    """Kafka's ``max.connections``, ``max.connections.per.ip`` and
+    ``max.connections.per.ip.overrides`` (SocketServer's ConnectionQuotas): counts the
+    admitted connections, in total and per client address. Loop-owned.
+
+    Beyond a limit a new connection is closed as soon as it is accepted. (Kafka closes it
+    too for the per-address limits; for the broker-wide one it stops accepting until a
+    connection ends, which leaves clients waiting in the listen backlog instead.)
+    """
+
+    def __init__(self, max_connections: int, per_ip: int, overrides: Mapping[str, int]) -> None:
+        self.max_connections = max_connections
+        self.per_ip = per_ip
+        self.overrides = {_normalise_host(h): n for h, n in overrides.items()}
+        self.total = 0
+        self._by_host: dict[str, int] = {}
+        self.rejected = 0
+
+    def limit_for(self, host: str) -> int:
+        return self.overrides.get(_normalise_host(host), self.per_ip)
+
+    def admit(self, conn: Connection) -> bool:
+        host = _normalise_host(conn.peer_host)
+        count = self._by_host.get(host, 0)
+        limit = self.limit_for(host)
+        if count >= limit:
+            self.rejected += 1
+            log.info(
+                "rejected connection from %s: the address already has the configured maximum "
+                "of %d connections (max.connections.per.ip)",
+                conn.peer,
+                limit,
+            )
+            return False
+        if self.total >= self.max_connections:
+            self.rejected += 1
+            log.info(
+                "rejected connection from %s: the broker already has the configured maximum "
+                "of %d connections (max.connections)",
+                conn.peer,
+                self.max_connections,
+            )
+            return False
+        self.total += 1
+        self._by_host[host] = count + 1
+        return True
+
+    def release(self, conn: Connection) -> None:
+        if not conn.admitted:
+            return
+        host = _normalise_host(conn.peer_host)
+        self.total -= 1
+        left = self._by_host.get(host, 1) - 1
+        if left > 0:
+            self._by_host[host] = left
+        else:
+            self._by_host.pop(host, None)
+
+
+def _normalise_host(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def resolve_overrides(overrides: Mapping[str, int]) -> dict[str, int]:
+    """``max.connections.per.ip.overrides`` keyed by address: host names are looked up once
+    (as Kafka does when it reads the config); every address of a name gets its limit."""
+    out: dict[str, int] = {}
+    for host, limit in overrides.items():
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            out[host] = limit
+            continue
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError as e:
+            log.warning("max.connections.per.ip.overrides: cannot resolve %r: %s", host, e)
+            continue
+        for info in infos:
+            out[str(info[4][0])] = limit
+    return out

@@ -58,7 +58,12 @@ class ReplicaManager:
         for topic in self.metadata.topics.values():
             cfg = self.log_config(topic)
             for p in range(topic.partitions):
-                self.logs.create_log(topic.name, p, cfg, now_ms=self.now_ms())
+                self._create_log(topic.name, p, cfg)
+
+    def _create_log(self, topic: str, partition: int, cfg: LogConfig) -> None:
+        """Open (or create) a partition's log and lead it."""
+        plog = self.logs.create_log(topic, partition, cfg, now_ms=self.now_ms())
+        plog.become_leader(LEADER_EPOCH)
 
     def _config_for_topic(self, topic: str) -> LogConfig:
         info = self.metadata.topics.get(topic)
@@ -78,7 +83,7 @@ class ReplicaManager:
         info = self.metadata.create_topic(name, partitions, configs)
         cfg = self.log_config(info)
         for p in range(partitions):
-            self.logs.create_log(name, p, cfg, now_ms=self.now_ms())
+            self._create_log(name, p, cfg)
         log.info("created topic %s with %d partitions", name, partitions)
         return info
 
@@ -93,7 +98,7 @@ class ReplicaManager:
         info = self.metadata.topics[name]
         cfg = self.log_config(info)
         for p in range(info.partitions, total):
-            self.logs.create_log(name, p, cfg, now_ms=self.now_ms())
+            self._create_log(name, p, cfg)
         self.metadata.set_partition_count(name, total)
 
     def maybe_auto_create(self, name: str) -> TopicInfo | None:

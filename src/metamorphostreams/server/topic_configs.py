@@ -65,9 +65,6 @@ _NOT_ACTED_ON = frozenset(
         "max.compaction.lag.ms",
         "min.cleanable.dirty.ratio",
         "preallocate",
-        "segment.jitter.ms",
-        "message.timestamp.before.max.ms",
-        "message.timestamp.after.max.ms",
         "leader.replication.throttled.replicas",
         "follower.replication.throttled.replicas",
         "remote.storage.enable",
@@ -123,26 +120,36 @@ def validate_topic_configs(
     return {name: normalised[name] for name in given}, None
 
 
+# First server synonyms that have no default in Kafka: their topic configs list no
+# DEFAULT_CONFIG synonym (Kafka's ConfigHelper lists only the first synonym's default).
+_NO_SERVER_DEFAULT = frozenset(
+    {"log.retention.ms", "log.roll.ms", "log.roll.jitter.ms", "log.flush.interval.ms",
+     "log.local.retention.ms", "log.local.retention.bytes"}
+)  # fmt: skip
+
+
 def describe_topic_configs(
     overrides: Mapping[str, str], server_props: Mapping[str, str]
 ) -> list[tuple[str, str, int, int, list[tuple[str, str, int]]]]:
     """(name, value, source, type, synonyms) for every topic config, sorted by name.
 
-    Synonyms are (name, value, source), most specific first, as Kafka lists them.
+    Synonyms are (name, value, source), most specific first, as Kafka lists them: the topic
+    override, the server keys set in server.properties, then the first server key's default.
     """
     defaults = broker_defaults(server_props)
     effective = LogConfig.from_props(overrides, defaults).to_props()
-    default_props = defaults.to_props()
+    kafka_defaults = LogConfig().to_props()
     out = []
     for name in sorted(TOPIC_CONFIG_NAMES):
         synonyms: list[tuple[str, str, int]] = []
         if name in overrides:
             synonyms.append((name, effective[name], DYNAMIC_TOPIC_CONFIG))
-        for server_key, _factor in SERVER_SYNONYMS.get(name, ()):
+        server_keys = [key for key, _factor in SERVER_SYNONYMS.get(name, ())]
+        for server_key in server_keys:
             if server_key in server_props:
                 synonyms.append((server_key, server_props[server_key], STATIC_BROKER_CONFIG))
+        if server_keys and server_keys[0] not in _NO_SERVER_DEFAULT:
+            synonyms.append((server_keys[0], kafka_defaults[name], DEFAULT_CONFIG))
         source = synonyms[0][2] if synonyms else DEFAULT_CONFIG
-        if not synonyms or source != DYNAMIC_TOPIC_CONFIG:
-            synonyms.append((name, default_props[name], DEFAULT_CONFIG))
         out.append((name, effective[name], source, config_type(name), synonyms))
     return out

@@ -88,6 +88,10 @@ class IndexFile:
         os.pwrite(fd, entry, len(data))
         data += entry
 
+    def truncate_entries(self, count: int) -> None:
+        """Keep the first ``count`` entries (undoing appends after a failed write)."""
+        self._truncate_entries(count)
+
     def _truncate_entries(self, count: int) -> None:
         """Keep the first ``count`` entries."""
         data = self.data

@@ -19,7 +19,8 @@ UNDEFINED_EPOCH_OFFSET = -1  # OffsetsForLeaderEpochResponse.UNDEFINED_EPOCH_OFF
 class LeaderEpochFileCache:
     """Ordered ``(epoch, start_offset)`` entries: the first offset written in each leader
     epoch. Invariant: epochs and start offsets both strictly increase. Every change is
-    written through to the checkpoint file (``0``, count, ``epoch offset`` lines).
+    written through to the checkpoint file (``0``, count, ``epoch offset`` lines); when that
+    write fails the cache stays right and ``dirty`` until ``write`` succeeds.
 
     Kafka's LeaderEpochFileCache semantics: ``assign`` drops entries that would break the
     ordering, ``end_offset_for`` answers OffsetForLeaderEpoch, ``truncate_from_end`` follows
@@ -30,6 +31,7 @@ class LeaderEpochFileCache:
     def __init__(self, path: Path, *, sync: bool = True) -> None:
         self._file = LeaderEpochCheckpointFile(path)
         self._sync = sync
+        self._dirty = False
         try:
             loaded = self._file.read()
         except CheckpointError as e:
@@ -140,5 +142,16 @@ class LeaderEpochFileCache:
         self._offsets.clear()
         self._flush()
 
+    @property
+    def dirty(self) -> bool:
+        """A change is not in the checkpoint file yet (its write failed)."""
+        return self._dirty
+
+    def write(self) -> None:
+        """Write the checkpoint file now (after a failed write: disk full)."""
+        self._flush()
+
     def _flush(self) -> None:
+        self._dirty = True
         self._file.write(self.entries(), sync=self._sync)
+        self._dirty = False

@@ -112,6 +112,19 @@ def load_log(
             segment.recover()
         segments.append(segment)
 
+    if len(segments) > 1 and segments[-1].size == 0:
+        previous_end = segments[-2].read_next_offset()
+        if previous_end > segments[-1].base_offset:
+            # an empty segment inside the previous one's offsets: a roll that failed half
+            # way. Keeping it would make the log end there and hide the batches after it.
+            logger.warning(
+                "%s: deleting empty segment %d, which overlaps the previous segment (ends at %d)",
+                directory,
+                segments[-1].base_offset,
+                previous_end,
+            )
+            segments.pop().delete()
+
     if not clean_shutdown and segments:
         first = 0
         for i, segment in enumerate(segments):
@@ -134,6 +147,20 @@ def load_log(
                     later.delete()
                 del segments[i + 1 :]
                 break
+
+    if clean_shutdown and segments:
+        # The marker vouches for what was flushed, not for what happened to the files
+        # since; a torn or garbage tail would otherwise be appended after.
+        active = segments[-1]
+        problem = active.check_tail()
+        if problem is not None:
+            logger.warning(
+                "%s: %s in active segment %d despite a clean shutdown; recovering it",
+                directory,
+                problem,
+                active.base_offset,
+            )
+            active.recover(lambda h: _assign_epoch_from(leader_epochs, h))
 
     start_checkpoint = 0 if log_start_offset is None else log_start_offset
     log_end_offset = _read_end(segments)

@@ -239,16 +239,33 @@ class LogManager:
         self._clock_ms = max(self._clock_ms, now_ms)
         return sum(1 for log in self._logs.values() if log.maybe_flush(now_ms))
 
-    def close(self) -> None:
+    def close(self) -> bool:
         """Clean shutdown: flush and close every log, write both checkpoints, then the
-        clean-shutdown marker."""
+        clean-shutdown marker. When any of that fails (disk full, I/O error) every file is
+        still closed but the marker is not written, so the next start recovers the logs
+        instead of trusting them. Returns whether the marker was written."""
+        failures: list[str] = []
         for log in self._logs.values():
-            log.close()
-        self.checkpoint_recovery_points()
-        self.checkpoint_log_start_offsets()
+            try:
+                log.close()
+            except OSError as e:
+                failures.append(f"{log.topic}-{log.partition}: {e}")
+        for write in (self.checkpoint_recovery_points, self.checkpoint_log_start_offsets):
+            try:
+                write()
+            except OSError as e:
+                failures.append(str(e))
         for _, log in self._pending_dir_deletes:
             log.delete()
         self._pending_dir_deletes = []
+        if failures:
+            logger.error(
+                "closed logs in %s with errors, so without the clean shutdown marker (the "
+                "next start recovers them): %s",
+                self.data_dir,
+                "; ".join(failures),
+            )
+            return False
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE
         with open(marker, "wb") as f:
             if self._fsync:
@@ -256,3 +273,4 @@ class LogManager:
         if self._fsync:
             fsync_dir(self.data_dir)
         logger.info("closed logs in %s", self.data_dir)
+        return True

@@ -74,17 +74,21 @@ class OffsetIndex(IndexFile):
 
     def lookup(self, target_offset: int) -> tuple[int, int]:
         """Greatest ``(offset, position)`` with offset <= target, else ``(base, 0)``."""
+        return self.floor_entry(target_offset) or (self.base_offset, 0)
+
+    def floor_entry(self, target_offset: int) -> tuple[int, int] | None:
+        """The greatest entry with offset <= target, or None when there is none."""
         slot = self._floor_slot(target_offset - self.base_offset, 0)
-        if slot < 0:
-            return self.base_offset, 0
-        return self.entry(slot)
+        return self.entry(slot) if slot >= 0 else None
 
     def floor_by_position(self, position: int) -> tuple[int, int]:
         """Greatest entry whose position is <= ``position``, else ``(base, 0)``."""
+        return self.floor_entry_by_position(position) or (self.base_offset, 0)
+
+    def floor_entry_by_position(self, position: int) -> tuple[int, int] | None:
+        """The greatest entry whose position is <= ``position``, or None."""
         slot = self._floor_slot(position, 1)
-        if slot < 0:
-            return self.base_offset, 0
-        return self.entry(slot)
+        return self.entry(slot) if slot >= 0 else None
 
     def truncate_to(self, offset: int) -> None:
         """Remove every entry for an offset >= ``offset``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import random
 import shutil
 from pathlib import Path
@@ -210,6 +211,12 @@ class PartitionLog:
         self._high_watermark = min(max(offset, self._log_start_offset), self._log_end_offset)
         return self._high_watermark
 
+    def become_leader(self, leader_epoch: int) -> None:
+        """Start ``leader_epoch`` at the log end offset, as Kafka does when a replica becomes
+        leader, so that even an empty log answers for its epoch."""
+        if leader_epoch > self.latest_epoch:
+            self.leader_epochs.assign(leader_epoch, self._log_end_offset)
+
     def update_config(self, config: LogConfig) -> None:
         self.config = config
 
@@ -296,21 +303,30 @@ class PartitionLog:
             for (pos, h), offset in zip(headers, offsets, strict=True)
         ]
         max_timestamp = max(batch[3] for batch in appended)
+        flush = next_offset - self._recovery_point >= config.flush_messages
         try:
             segment = self._maybe_roll(len(records), max_timestamp, last_offset, now_ms)
-            segment.append(records, appended)
         except OSError as e:  # disk full, I/O error: Kafka's KafkaStorageException
-            logger.error("%s-%d: append failed: %s", self.topic, self.partition, e)
-            self._segments[-1].discard_unacknowledged_tail()
+            logger.error("%s-%d: cannot roll a new segment: %s", self.topic, self.partition, e)
             return self._failure(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
+        mark = segment.mark()
+        try:
+            segment.append(records, appended)  # undoes itself when the write fails
+            if flush:
+                self._sync(next_offset)
+        except OSError as e:
+            logger.error("%s-%d: append failed: %s", self.topic, self.partition, e)
+            segment.rollback(mark)  # a failed fsync too: nothing is acknowledged
+            return self._failure(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
+        # From here on the append is done; nothing below may fail it.
         self._log_end_offset = next_offset
+        if flush:
+            self._recovery_point = next_offset
         if leader_epoch >= 0:
-            self.leader_epochs.assign(leader_epoch, first_offset)
+            self._assign_epoch(leader_epoch, first_offset)
         self.producer_state.apply(producer_check, next_offset)
         if self.hw_follows_leo:
             self._high_watermark = next_offset
-        if self._log_end_offset - self._recovery_point >= config.flush_messages:
-            self.flush()
         return AppendResult(
             ErrorCode.NONE,
             first_offset,
@@ -318,6 +334,21 @@ class PartitionLog:
             now_ms if config.log_append_time else NO_TIMESTAMP,
             self._log_start_offset,
         )
+
+    def _assign_epoch(self, epoch: int, start_offset: int) -> None:
+        try:
+            self.leader_epochs.assign(epoch, start_offset)
+        except OSError as e:
+            # the cache holds the entry; its file is written again at the next change/close
+            logger.error(
+                "%s-%d: cannot write the leader epoch checkpoint: %s", self.topic, self.partition, e
+            )
+
+    def _sync(self, end_offset: int) -> None:
+        """fsync, here and now, every segment holding offsets between the recovery point
+        and ``end_offset`` (which may be beyond the log end offset during an append)."""
+        if self._fsync:
+            FlushJob(self._sync_handles(self._recovery_point, end_offset), end_offset).run()
 
     # -- rolling and flushing -----------------------------------------------------------
 
@@ -358,7 +389,13 @@ class PartitionLog:
         self._bases.append(new_base)
         self._roll_jitter_ms = self._new_jitter()
         self.producer_state.map_end_offset = new_base
-        self.producer_state.take_snapshot()
+        try:
+            self.producer_state.take_snapshot()
+        except OSError as e:
+            # Only an optimisation: a restart replays from an older snapshot instead.
+            logger.warning(
+                "%s-%d: no producer snapshot at %d: %s", self.topic, self.partition, new_base, e
+            )
         logger.info("%s-%d: rolled new segment at %d", self.topic, self.partition, new_base)
         self._roll_flush_offset = new_base  # fsynced later, off the append path
         return segment
@@ -370,13 +407,36 @@ class PartitionLog:
         offset = self._log_end_offset if up_to is None else min(up_to, self._log_end_offset)
         if offset <= self._recovery_point:
             return None
-        fds: list[int] = []
-        if self._fsync:
-            for i, segment in enumerate(self._segments):
-                end = self._bases[i + 1] if i + 1 < len(self._segments) else self._log_end_offset
-                if end > self._recovery_point and segment.base_offset < offset:
-                    fds.extend(segment.sync_handles())
+        self._retry_epoch_checkpoint()
+        fds = self._sync_handles(self._recovery_point, offset) if self._fsync else []
         return FlushJob(fds, offset)
+
+    def _sync_handles(self, start: int, end: int) -> list[int]:
+        """Descriptors (owned by the caller) of the segments holding [start, end)."""
+        fds: list[int] = []
+        try:
+            for i, segment in enumerate(self._segments):
+                last = i + 1 == len(self._segments)
+                seg_end = end if last else self._bases[i + 1]
+                if seg_end > start and segment.base_offset < end:
+                    fds.extend(segment.sync_handles())
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
+    def _retry_epoch_checkpoint(self) -> None:
+        if self.leader_epochs.dirty:
+            try:
+                self.leader_epochs.write()
+            except OSError as e:
+                logger.error(
+                    "%s-%d: cannot write the leader epoch checkpoint: %s",
+                    self.topic,
+                    self.partition,
+                    e,
+                )
 
     def complete_flush(self, job: FlushJob) -> None:
         """Advance the recovery point for a job that ran (a failed job changes nothing)."""
@@ -661,16 +721,28 @@ class PartitionLog:
     # -- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush, snapshot producer state at the log end offset and close every file."""
-        self._segments[-1].on_become_inactive()  # the time index gets the max timestamp
-        self.flush()
-        self.producer_state.map_end_offset = self._log_end_offset
-        self.producer_state.take_snapshot()
-        for segment in self._segments:
-            segment.close()
-        for _, segment in self._pending_deletes:
-            segment.delete()
-        self._pending_deletes = []
+        """Flush, snapshot producer state at the log end offset and close every file.
+        Files are closed even when a write fails; the error is raised afterwards (the
+        caller then must not claim a clean shutdown)."""
+        error: OSError | None = None
+        try:
+            self._segments[-1].on_become_inactive()  # the time index gets the max timestamp
+            self.flush()
+            if self.leader_epochs.dirty:
+                self.leader_epochs.write()
+            self.producer_state.map_end_offset = self._log_end_offset
+            self.producer_state.take_snapshot()
+        except OSError as e:
+            error = e
+        finally:
+            for segment in self._segments:
+                if not segment.close_quietly() and error is None:
+                    error = OSError(f"cannot close {segment} of {self.topic}-{self.partition}")
+            for _, segment in self._pending_deletes:
+                segment.delete()
+            self._pending_deletes = []
+        if error is not None:
+            raise error
 
     def close_handlers(self) -> None:
         """Close every file without writing anything (log dir failure, deletion)."""

@@ -7,6 +7,7 @@ import logging
 import os
 import struct
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from metamorphostreams.protocol.errors import DecodeError
@@ -25,6 +26,7 @@ from metamorphostreams.protocol.record_batch import (
     verify_crc,
 )
 from metamorphostreams.protocol.records import decode_batch
+from metamorphostreams.storage._index_file import CorruptIndexError
 from metamorphostreams.storage.log_files import (
     DELETED_FILE_SUFFIX,
     index_file,
@@ -34,7 +36,7 @@ from metamorphostreams.storage.log_files import (
 from metamorphostreams.storage.offset_index import OffsetIndex
 from metamorphostreams.storage.time_index import TimeIndex
 
-__all__ = ["AppendedBatch", "LogSegment", "write_fully"]
+__all__ = ["AppendedBatch", "LogSegment", "SegmentMark", "write_fully"]
 
 logger = logging.getLogger("metamorphostreams.storage")
 
@@ -71,6 +73,18 @@ def _read_fully(fd: int, size: int, position: int) -> bytes:
     return b"".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentMark:
+    """Where a segment stood before an append: ``LogSegment.rollback`` returns it there."""
+
+    size: int
+    index_entries: int
+    time_index_entries: int
+    max_timestamp: tuple[int, int] | None
+    bytes_since_last_index_entry: int
+    rolling_based_timestamp: int | None
+
+
 class _ChunkReader:
     """Reads a file through one cached chunk so a scan does few syscalls."""
 
@@ -103,7 +117,10 @@ class LogSegment:
     offset fits in an int32 relative to it; ``size`` is the file length. Index entries are
     added once more than ``index_interval_bytes`` were written since the previous one.
     ``file`` is handed out in FileRegions for sendfile, so it stays open until ``close``
-    or ``delete``. Not task-safe.
+    or ``delete``. A failed append is undone (file and indexes cut back), so a full disk
+    never leaves a partial batch behind. Index entries are checked against the batch they
+    point at when a lookup uses them; a wrong one makes the segment rebuild its indexes.
+    Not task-safe.
     """
 
     def __init__(
@@ -133,6 +150,7 @@ class LogSegment:
         self._bytes_since_last_index_entry = 0
         self._rolling_based_timestamp: int | None = None
         self._max_timestamp: tuple[int, int] | None = None  # (timestamp, shallow offset)
+        self._tail_dirty = False  # a rollback could not cut the file back to ``_size``
 
     def __repr__(self) -> str:
         return f"LogSegment(base_offset={self.base_offset}, size={self._size})"
@@ -147,16 +165,32 @@ class LogSegment:
         max_index_size: int,
         now_ms: int,
     ) -> LogSegment:
-        """A new empty segment; its three files exist afterwards."""
-        segment = cls(
-            directory,
-            base_offset,
-            index_interval_bytes=index_interval_bytes,
-            max_index_size=max_index_size,
-            created_ms=now_ms,
-        )
-        segment.offset_index.create_empty()
-        segment.time_index.create_empty()
+        """A new empty segment; its three files exist afterwards. When one cannot be
+        made, none of them is left behind: an empty ``.log`` named after the log end offset
+        would hide the batches appended to the previous segment at the next start."""
+        paths = [
+            log_file(directory, base_offset),
+            index_file(directory, base_offset),
+            time_index_file(directory, base_offset),
+        ]
+        new = [p for p in paths if not p.exists()]
+        segment: LogSegment | None = None
+        try:
+            segment = cls(
+                directory,
+                base_offset,
+                index_interval_bytes=index_interval_bytes,
+                max_index_size=max_index_size,
+                created_ms=now_ms,
+            )
+            segment.offset_index.create_empty()
+            segment.time_index.create_empty()
+        except BaseException:
+            if segment is not None:
+                segment.close_handlers()
+            for path in new:
+                path.unlink(missing_ok=True)
+            raise
         return segment
 
     # -- basic properties ---------------------------------------------------------------
@@ -221,7 +255,7 @@ class LogSegment:
         self, offset: int, start_position: int = 0
     ) -> tuple[int, BatchHeader] | None:
         """The first batch whose last offset is >= ``offset``, as ``(position, header)``."""
-        _, position = self.offset_index.lookup(offset)
+        position = self._index_position(offset)
         for pos, header in self.iter_headers(max(position, start_position)):
             if header.last_offset >= offset:
                 return pos, header
@@ -229,11 +263,46 @@ class LogSegment:
 
     def read_next_offset(self) -> int:
         """One past the last offset in the segment (the base offset when empty)."""
-        _, position = self.offset_index.lookup(2**63 - 1)
+        position = self._index_position(2**63 - 1)
         last: BatchHeader | None = None
         for _, header in self.iter_headers(position):
             last = header
         return last.next_offset if last is not None else self.base_offset
+
+    def _entry_is_batch(self, offset: int, position: int) -> bool:
+        """Whether a whole batch ending at ``offset`` starts at ``position``."""
+        if position < 0 or position + BATCH_HEADER_SIZE > self._size:
+            return False
+        try:
+            header = BatchHeader.parse(_read_fully(self.fd, BATCH_HEADER_SIZE, position), 0)
+        except DecodeError:
+            return False
+        return header.last_offset == offset and position + header.size <= self._size
+
+    def _index_position(self, target_offset: int) -> int:
+        """Where a forward scan for ``target_offset`` can start: the position of the
+        greatest index entry at or below it, once the batch there confirms the entry."""
+        entry = self.offset_index.floor_entry(target_offset)
+        if entry is None:
+            return 0
+        if not self._entry_is_batch(*entry):
+            self.rebuild_indexes(f"index entry {entry} does not point at the batch it names")
+            entry = self.offset_index.floor_entry(target_offset)
+            if entry is None:
+                return 0
+        return entry[1]
+
+    def _index_position_below(self, position: int) -> int:
+        """The greatest confirmed index position at or below ``position`` (else 0)."""
+        entry = self.offset_index.floor_entry_by_position(position)
+        if entry is None:
+            return 0
+        if not self._entry_is_batch(*entry):
+            self.rebuild_indexes(f"index entry {entry} does not point at the batch it names")
+            entry = self.offset_index.floor_entry_by_position(position)
+            if entry is None:
+                return 0
+        return entry[1]
 
     def read(
         self,
@@ -257,8 +326,8 @@ class LogSegment:
         budget_end = start + max_size
         if budget_end >= limit:
             return start, limit - start
-        _, indexed = self.offset_index.floor_by_position(budget_end)
-        end = max(indexed, start)  # an indexed position is always a batch boundary
+        indexed = self._index_position_below(budget_end)
+        end = max(indexed, start)  # a checked index position is always a batch boundary
         for pos, header in self.iter_headers(end, limit):
             if pos + header.size > budget_end:
                 break
@@ -290,20 +359,56 @@ class LogSegment:
         last = batches[-1][2]
         if not self.can_convert_to_relative_offset(last):
             raise ValueError(f"offset {last} does not fit segment {self.base_offset}")
+        if self._tail_dirty:
+            # an earlier rollback left bytes past ``_size``: never write after them
+            os.ftruncate(self.fd, self._size)
+            self._tail_dirty = False
+        mark = self.mark()
         position = self._size
-        write_fully(self.fd, data, position)
-        if self._rolling_based_timestamp is None and position == 0:
-            self._rolling_based_timestamp = batches[0][3]
-        for pos, size, last_offset, max_timestamp in batches:
-            self._index_batch(position + pos, size, last_offset, max_timestamp)
+        try:
+            write_fully(self.fd, data, position)
+            if self._rolling_based_timestamp is None and position == 0:
+                self._rolling_based_timestamp = batches[0][3]
+            for pos, size, last_offset, max_timestamp in batches:
+                self._index_batch(position + pos, size, last_offset, max_timestamp)
+        except BaseException:
+            self.rollback(mark)
+            raise
         self._size += len(data)
 
-    def discard_unacknowledged_tail(self) -> None:
-        """After a failed write: cut the file back to the last complete append."""
+    def mark(self) -> SegmentMark:
+        """The segment's state now, for ``rollback``."""
+        return SegmentMark(
+            self._size,
+            self.offset_index.entries,
+            self.time_index.entries,
+            self._max_timestamp,
+            self._bytes_since_last_index_entry,
+            self._rolling_based_timestamp,
+        )
+
+    def rollback(self, mark: SegmentMark) -> None:
+        """Undo the appends made since ``mark`` (a write or an fsync failed): cut the file
+        and both indexes back and forget what the appends taught us. Never raises; a file
+        that cannot be cut is cut before the next append instead."""
+        self._size = mark.size
+        self._max_timestamp = mark.max_timestamp
+        self._bytes_since_last_index_entry = mark.bytes_since_last_index_entry
+        self._rolling_based_timestamp = mark.rolling_based_timestamp
         try:
-            os.ftruncate(self.fd, self._size)
+            os.ftruncate(self.fd, mark.size)
+            self._tail_dirty = False
         except OSError as e:
-            logger.error("%s: cannot cut a failed write back: %s", self.log_path, e)
+            self._tail_dirty = True
+            logger.error("%s: cannot cut a failed append back: %s", self.log_path, e)
+        for index, entries in (
+            (self.offset_index, mark.index_entries),
+            (self.time_index, mark.time_index_entries),
+        ):
+            try:
+                index.truncate_entries(entries)
+            except OSError as e:
+                logger.error("%s: cannot cut %s back: %s", self.log_path, index.path.name, e)
 
     # -- rolling ------------------------------------------------------------------------
 
@@ -362,6 +467,63 @@ class LogSegment:
                 raise FileNotFoundError(f"missing index file {path}")
         self.offset_index.sanity_check(self._size)
         self.time_index.sanity_check()
+        # Kafka stops here. Two reads more catch indexes that are well formed but wrong
+        # (stale, or damaged in place): the last entry of each must match its batch.
+        if self.offset_index.entries:
+            offset, position = self.offset_index.entry(self.offset_index.entries - 1)
+            if not self._entry_is_batch(offset, position):
+                raise CorruptIndexError(
+                    f"index {self.offset_index.path}: last entry ({offset}, {position}) "
+                    "does not point at a batch ending at that offset"
+                )
+        if self.time_index.entries:
+            timestamp, offset = self.time_index.last_entry
+            try:
+                found = self.translate_offset(offset)
+            except DecodeError:
+                found = None
+            if found is None or (found[1].last_offset, found[1].max_timestamp) != (
+                offset,
+                timestamp,
+            ):
+                raise CorruptIndexError(
+                    f"time index {self.time_index.path}: last entry ({timestamp}, {offset}) "
+                    "does not match the batch holding that offset"
+                )
+
+    def check_tail(self) -> str | None:
+        """After a clean shutdown, cheaply confirm the end of the (active) segment: the
+        batches from the last index entry on must be whole, valid (CRC included) and end
+        exactly at the end of the file. Returns what is wrong, or None."""
+        file_size = os.fstat(self.fd).st_size
+        position = self._index_position(2**63 - 1)
+        reader = _ChunkReader(self.fd, file_size, RECOVERY_CHUNK)
+        prev_last_offset = self.base_offset - 1
+        pos = position
+        while pos < file_size:
+            problem = self._check_batch_at(reader, pos, file_size, prev_last_offset)
+            if problem is not None:
+                return f"{problem} at byte {pos}"
+            header = BatchHeader.parse(reader.get(pos, BATCH_HEADER_SIZE), 0)
+            prev_last_offset = header.last_offset
+            pos += header.size
+        return None
+
+    def rebuild_indexes(self, reason: str) -> None:
+        """Rebuild both indexes from the batch headers, without judging or cutting the
+        log (``recover`` does that); used when an index entry turns out to be wrong."""
+        logger.warning("%s: %s; rebuilding the indexes of %s", self.log_path, reason, self)
+        self.offset_index.reset()
+        self.time_index.reset()
+        self._max_timestamp = (NO_TIMESTAMP, self.base_offset)
+        self._bytes_since_last_index_entry = 0
+        try:
+            for pos, header in self.iter_headers(0):
+                self._index_batch(pos, header.size, header.last_offset, header.max_timestamp)
+        except DecodeError as e:
+            logger.error("%s: unreadable batch while rebuilding indexes: %s", self.log_path, e)
+        ts, offset = self.max_timestamp_and_offset
+        self.time_index.maybe_append(ts, offset, skip_full_check=True)
 
     def recover(self, on_batch: Callable[[BatchHeader], None] | None = None) -> int:
         """Rebuild both indexes by scanning every batch; stop at the first torn, corrupt
@@ -398,6 +560,7 @@ class LogSegment:
             )
             os.ftruncate(self.fd, pos)
         self._size = pos
+        self._tail_dirty = False
         return truncated
 
     def _check_batch_at(
@@ -444,7 +607,7 @@ class LogSegment:
 
     def _reload_max_timestamp(self) -> None:
         best = self.time_index.last_entry
-        _, position = self.offset_index.lookup(best[1])
+        position = self._index_position(best[1])
         for _, header in self.iter_headers(position):
             if header.max_timestamp > best[0]:
                 best = (header.max_timestamp, header.last_offset)
@@ -459,7 +622,7 @@ class LogSegment:
         ``starting_offset`` whose timestamp is >= ``timestamp`` (Kafka's
         LogSegment.findOffsetByTimestamp); leader epoch -1 when the batch has none."""
         _, ts_offset = self.time_index.lookup(timestamp)
-        _, position = self.offset_index.lookup(max(ts_offset, starting_offset))
+        position = self._index_position(max(ts_offset, starting_offset))
         for pos, header in self.iter_headers(position):
             if header.max_timestamp < timestamp or header.last_offset < starting_offset:
                 continue
@@ -478,7 +641,7 @@ class LogSegment:
         ts, shallow_offset = self.max_timestamp_and_offset
         if ts < 0:
             return None
-        _, position = self.offset_index.lookup(shallow_offset)
+        position = self._index_position(shallow_offset)
         for pos, header in self.iter_headers(position):
             if header.max_timestamp != ts:
                 continue
@@ -518,11 +681,22 @@ class LogSegment:
 
     def close(self) -> None:
         """Record the max timestamp in the time index (as Kafka does) and close files."""
-        if not self.file.closed:
-            ts, offset = self.max_timestamp_and_offset
-            if ts >= 0:
-                self.time_index.maybe_append(ts, offset, skip_full_check=True)
-        self.close_handlers()
+        try:
+            if not self.file.closed:
+                ts, offset = self.max_timestamp_and_offset
+                if ts >= 0:
+                    self.time_index.maybe_append(ts, offset, skip_full_check=True)
+        finally:
+            self.close_handlers()
+
+    def close_quietly(self) -> bool:
+        """``close``; a failed write is logged, not raised. Returns whether all went well."""
+        try:
+            self.close()
+        except OSError as e:
+            logger.error("%s: error while closing: %s", self.log_path, e)
+            return False
+        return True
 
     def close_handlers(self) -> None:
         self.offset_index.close()

@@ -48,6 +48,7 @@ def _topic_entries(
                 if synonyms
                 else [],
                 config_type=ctype,
+                documentation=None,
             )
         )
     return entries
@@ -76,6 +77,7 @@ def _broker_entries(ctx: RequestContext, req_keys: list[str] | None) -> list[Ent
                 config_source=source,
                 is_sensitive=False,
                 config_type=ctype,
+                documentation=None,
             )
         )
     return entries

@@ -82,6 +82,19 @@ def _read_all(
             )
             if result.error != ErrorCode.NONE:
                 any_error = True
+                # Kafka answers an errored partition without offsets
+                parts.append(
+                    PartitionData(
+                        partition_index=p.partition,
+                        error_code=result.error,
+                        high_watermark=-1,
+                        last_stable_offset=-1,
+                        aborted_transactions=None,
+                        log_start_offset=-1,
+                        records=None,
+                    )
+                )
+                continue
             records: Any = b""
             if result.size:
                 regions = list(result.regions)

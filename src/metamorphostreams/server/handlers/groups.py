@@ -58,8 +58,19 @@ async def handle_find_coordinator(
     )
 
 
+def _null_protocol_on_error(ctx: RequestContext, response: Any) -> Any:
+    """JoinGroup v7+ error answers carry a null protocol name, as Kafka's do."""
+    if ctx.api_version >= 7 and response.error_code != ErrorCode.NONE:
+        if response.protocol_name == "":
+            response.protocol_name = None
+    return response
+
+
 def _group_api(
-    method: Callable[[Any], Callable[..., Any]], *, with_client: bool = False
+    method: Callable[[Any], Callable[..., Any]],
+    *,
+    with_client: bool = False,
+    finish: Callable[[RequestContext, Any], Any] | None = None,
 ) -> HandlerFn:
     """A handler that hands the request to a GroupCoordinator method through the runtime.
 
@@ -74,7 +85,8 @@ def _group_api(
             client_id = ctx.header.client_id or ""
             host = "/" + ctx.connection.peer.rpartition(":")[0]
             fn = functools.partial(fn, client_id=client_id, client_host=host)
-        return await runtime.call(fn, req, ctx.api_version)
+        response = await runtime.call(fn, req, ctx.api_version)
+        return response if finish is None else finish(ctx, response)
 
     return handle
 
@@ -83,7 +95,7 @@ GROUP_HANDLERS: dict[int, HandlerFn] = {
     8: _group_api(lambda c: c.offset_commit),
     9: _group_api(lambda c: c.offset_fetch),
     10: handle_find_coordinator,
-    11: _group_api(lambda c: c.join_group, with_client=True),
+    11: _group_api(lambda c: c.join_group, with_client=True, finish=_null_protocol_on_error),
     12: _group_api(lambda c: c.heartbeat),
     13: _group_api(lambda c: c.leave_group),
     14: _group_api(lambda c: c.sync_group),

@@ -124,8 +124,12 @@ async def handle_create_topics(
     for topic in req.topics:
         counts[topic.name] = counts.get(topic.name, 0) + 1
     results: list[Result] = []
+    reported: set[str] = set()
     for topic in req.topics:
         if counts[topic.name] > 1:
+            if topic.name in reported:
+                continue  # Kafka answers a duplicated name once
+            reported.add(topic.name)
             results.append(
                 Result(
                     name=topic.name,
@@ -141,6 +145,7 @@ async def handle_create_topics(
         result = Result(
             name=topic.name,
             error_code=ErrorCode.NONE,
+            error_message=None,
             num_partitions=partitions,
             replication_factor=1,
             configs=_result_configs(ctx, configs),
