@@ -236,7 +236,9 @@ class MessageGen:
     ) -> None:
         nullable = f.nullable.cond(within)
         if f.is_array:
-            elem = self.read_value(Field(**{**f.__dict__, "is_array": False}), within, compact)
+            # array elements are never null: only the array itself may be
+            element = Field(**{**f.__dict__, "is_array": False, "nullable": Versions(1, 0)})
+            elem = self.read_value(element, within, compact)
             out.append(f"{ind}n = r.array_length({compact}, {nullable})")
             out.append(f"{ind}self.{f.attr} = None if n < 0 else [{elem} for _ in range(n)]")
         elif f.struct is not None and nullable != "False":
@@ -321,7 +323,7 @@ class MessageGen:
         nullable = f.nullable.cond(within)
         v = f"self.{f.attr}"
         if f.is_array:
-            elem = Field(**{**f.__dict__, "is_array": False})
+            elem = Field(**{**f.__dict__, "is_array": False, "nullable": Versions(1, 0)})
             out.append(f"{ind}if {v} is None:")
             out.append(f"{ind}    w.null_array({compact}, {nullable})")
             out.append(f"{ind}else:")

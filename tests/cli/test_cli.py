@@ -12,7 +12,8 @@ import pytest
 from metamorphostreams.client import Admin
 from metamorphostreams.protocol.api_versions import SERVED
 
-from .conftest import Mms, invoke_mms, one_line_error, run_mms
+from .conftest import Mms, one_line_error, run_mms
+from .runner import invoke_mms
 
 JOIN_GROUP = 11
 

@@ -22,6 +22,7 @@ from helpers.groups import (
     SubprocessMember,
     classic_config,
     duplicates,
+    probe_generation,
     produce_numbered,
     unique,
 )
@@ -231,7 +232,9 @@ def test_static_member_restart_keeps_partitions(
     """
     broker = broker_factory(GROUP_BROKER_SETTINGS)
     topic, group = unique("static-topic"), unique("static")
+    probe_topic = unique("static-probe")  # the group commits there only to learn its generation
     create_topic(broker.bootstrap, topic, PARTITIONS)
+    create_topic(broker.bootstrap, probe_topic, 1)
     log = GroupLog()
     stats = _Stats()
 
@@ -259,6 +262,8 @@ def test_static_member_restart_keeps_partitions(
         log.wait_for(lambda: stays.name in stats.rebalances, "statistics of the staying member")
         mark = len(log.callbacks_so_far())
         stays_rebalances = stats.rebalances[stays.name]
+        assert stays.member_id is not None
+        generation = probe_generation(broker.bootstrap, group, stays.member_id, probe_topic)
 
         # A static member's close() sends no LeaveGroup; its replacement joins with the same
         # group.instance.id before the session expires and takes over its assignment.
@@ -286,6 +291,13 @@ def test_static_member_restart_keeps_partitions(
         )
         restarted_callbacks = [c for c in after if c.member == "restarted"]
         assert [c.kind for c in restarted_callbacks] == ["assign"], restarted_callbacks
+        # Same generation for both: the replacement joined without a rebalance.
+        assert restarted.member_id is not None and restarted.member_id != leaves.member_id
+        for m in (stays, restarted):
+            assert m.member_id is not None
+            assert probe_generation(broker.bootstrap, group, m.member_id, probe_topic) == (
+                generation
+            ), m.name
         stays.stop()
         restarted.stop()
     finally:

@@ -1,8 +1,10 @@
 """The KIP-848 consumer protocol (ConsumerGroupHeartbeat, server-side assignment) with
-confluent-kafka `group.protocol=consumer`: three members spread six partitions, one leaves,
-its partitions move to the others, nothing is lost."""
+confluent-kafka `group.protocol=consumer`: three members spread six partitions, one leaves
+(or is SIGKILLed), its partitions move to the others, nothing is lost."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from helpers.broker_process import BrokerFactory
@@ -11,6 +13,7 @@ from helpers.groups import (
     GROUP_BROKER_SETTINGS,
     ConfluentMember,
     GroupLog,
+    SubprocessMember,
     duplicates,
     produce_numbered,
     unique,
@@ -25,6 +28,9 @@ KIP848_BROKER_SETTINGS: dict[str, object] = {
     "group.consumer.min.heartbeat.interval.ms": 1000,
 }
 MEMBER_CONFIG = {"group.protocol": "consumer"}
+# The KIP-848 session timeout is the broker's (default 45 s, minimum 45 s); the kill test
+# lowers both to the classic minimum so an expiry takes seconds.
+KIP848_SESSION_TIMEOUT_MS = 6000
 
 
 def _batch(n: int) -> range:
@@ -70,4 +76,69 @@ def test_consumer_protocol_three_members_one_leaves(broker_factory: BrokerFactor
     assert set(log.processed_ids()) == set(range(2 * BATCH)), "messages lost"
     dup = duplicates(log.processed_so_far())
     assert not dup, f"processed twice: {dict(list(dup.items())[:5])}; {log.summary()}"
+    assert not log.failures_so_far(), log.failures_so_far()
+
+
+@pytest.mark.timeout(120)
+def test_consumer_protocol_member_killed_session_expires(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """A member SIGKILLed mid-run: the coordinator fences it when its session expires and
+    the uniform assignor hands its partitions to the others; nothing is lost."""
+    broker = broker_factory(
+        {
+            **KIP848_BROKER_SETTINGS,
+            "group.consumer.session.timeout.ms": KIP848_SESSION_TIMEOUT_MS,
+            "group.consumer.min.session.timeout.ms": KIP848_SESSION_TIMEOUT_MS,
+        }
+    )
+    topic, group = unique("kip848-kill-topic"), unique("kip848-kill")
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    log = GroupLog()
+    a = ConfluentMember("a", broker.bootstrap, group, topic, log, MEMBER_CONFIG)
+    b = ConfluentMember("b", broker.bootstrap, group, topic, log, MEMBER_CONFIG)
+    k = SubprocessMember(
+        "k",
+        broker.bootstrap,
+        group,
+        topic,
+        log,
+        MEMBER_CONFIG,
+        stderr_path=tmp_path / "member-k.stderr",
+    )
+    try:
+        produce_numbered(broker.bootstrap, topic, _batch(0), PARTITIONS)
+        a.start()
+        b.start()
+        k.start()
+        spread = log.wait_for_assignment({"a": 2, "b": 2, "k": 2}, PARTITIONS)
+        log.wait_for_processed(_batch(0))
+
+        k.kill()
+        produce_numbered(broker.bootstrap, topic, _batch(1), PARTITIONS)
+
+        def survivors_own_everything() -> bool:
+            owned = log.assignments()
+            return (
+                len(owned.get("a", ())) == 3
+                and len(owned.get("b", ())) == 3
+                and owned["a"] | owned["b"] == frozenset(range(PARTITIONS))
+            )
+
+        log.wait_for(
+            survivors_own_everything,
+            "a and b to take over k's partitions after its session expired",
+            limit_s=KIP848_SESSION_TIMEOUT_MS / 1000 + 30,
+        )
+        log.wait_for_processed(_batch(1))
+        late = [p for p in log.processed_so_far() if p.msg_id in _batch(1)]
+        assert {p.member for p in late if p.partition in spread["k"]} <= {"a", "b"}
+        a.stop()
+        b.stop()
+    finally:
+        k.close()
+        for member in (a, b):
+            member.loop.request_stop()
+
+    assert set(log.processed_ids()) == set(range(2 * BATCH)), "messages lost"
     assert not log.failures_so_far(), log.failures_so_far()

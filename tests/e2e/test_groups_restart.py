@@ -3,8 +3,10 @@ and are found again, so the second run neither reprocesses nor skips anything.""
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from helpers.broker_process import BrokerFactory, BrokerProcess
 from helpers.confluent import ADMIN_TIMEOUT_S, admin, create_topic
 from helpers.groups import (
@@ -24,12 +26,22 @@ LIMIT = 150  # messages each first-run member processes before it closes: 300 of
 
 
 def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets; retries while the coordinator is still loading
+    (Kafka answers COORDINATOR_LOAD_IN_PROGRESS right after a restart)."""
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic, p) for p in range(PARTITIONS)]
     )
     client = admin(bootstrap)  # must outlive its futures
-    futures = client.list_consumer_group_offsets([request])
-    result = futures[group].result(timeout=ADMIN_TIMEOUT_S)
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while True:
+        futures = client.list_consumer_group_offsets([request])
+        try:
+            result = futures[group].result(timeout=ADMIN_TIMEOUT_S)
+            break
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     out: dict[int, int] = {}
     for tp in result.topic_partitions:
         assert tp.error is None, tp

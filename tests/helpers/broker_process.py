@@ -61,7 +61,14 @@ def module_launcher() -> list[str]:
     """
     override = os.environ.get(LAUNCHER_ENV, "").strip()
     if override:
-        return shlex.split(override)
+        # Brokers run with their log folder as working directory: anchor relative paths
+        # (`python tests/helpers/reference_kafka.py`) where pytest was started.
+        return [
+            str(Path(word).resolve())
+            if not Path(word).is_absolute() and Path(word).exists()
+            else word
+            for word in shlex.split(override)
+        ]
     return [sys.executable, "-m", "metamorphostreams.cli.main"]
 
 

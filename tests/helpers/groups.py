@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from kafka.protocol.consumer.group import OffsetCommitRequest
 
+from helpers import kafka_wire
 from helpers.confluent import DeliveryLog, client_config, produce_with_backpressure
 
 # Kafka's group.min.session.timeout.ms: the shortest session a broker accepts by default,
@@ -77,6 +79,47 @@ def produce_numbered(bootstrap: str, topic: str, ids: Iterable[int], partitions:
     assert producer.flush(60) == 0, "producer still had messages queued after 60 s"
     assert not log.failed, f"failed deliveries: {list(log.failed.items())[:5]}"
     assert sorted(log.delivered) == sorted(wanted)
+
+
+# --------------------------------------------------------------------------- generations
+
+ILLEGAL_GENERATION = 22  # Kafka's error code; kept local on purpose
+GENERATION_PROBE_LIMIT = 50  # a test group that rebalanced this often is broken anyway
+
+
+def probe_generation(bootstrap: str, group: str, member_id: str, topic: str) -> int:
+    """The classic group's current generation, found the way a client would learn it was
+    wrong: OffsetCommit v8 as `member_id` to `topic`-0 (a topic the group does not consume)
+    with generations 1, 2, ... until one is not ILLEGAL_GENERATION.
+
+    DescribeGroups does not report the generation, and librdkafka does not expose it.
+    """
+    topic_cls = OffsetCommitRequest.OffsetCommitRequestTopic
+    with kafka_wire.WireConnection(bootstrap) as conn:
+        for generation in range(1, GENERATION_PROBE_LIMIT + 1):
+            request = OffsetCommitRequest[8](
+                group_id=group,
+                generation_id_or_member_epoch=generation,
+                member_id=member_id,
+                group_instance_id=None,
+                topics=[
+                    topic_cls(
+                        name=topic,
+                        partitions=[
+                            topic_cls.OffsetCommitRequestPartition(
+                                partition_index=0, committed_offset=0
+                            )
+                        ],
+                    )
+                ],
+            )
+            response = conn.request(request)
+            (code,) = [p.error_code for t in response.topics for p in t.partitions]
+            if code == 0:
+                return generation
+            if code != ILLEGAL_GENERATION:
+                raise AssertionError(f"OffsetCommit probe answered error {code}: {response}")
+    raise AssertionError(f"no generation in 1..{GENERATION_PROBE_LIMIT} accepted for {member_id}")
 
 
 # --------------------------------------------------------------------------- the record

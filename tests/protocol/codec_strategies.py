@@ -1,9 +1,11 @@
 """Hypothesis strategies for the generated codec, driven by Kafka's JSON message schemas.
 
-The schemas are read with the generator's own loader (``tools/gen_protocol.py``: ``MessageGen``,
-``Versions``), but the strategies decide field presence, nullability and taggedness from the
-schema metadata, never from the generated code, so a generator mistake shows up as a failing
-round trip instead of being mirrored here.
+The schemas are read with the generator's own parser (``tools/gen_protocol.py``: ``MessageGen``,
+``Versions``), but the strategies decide field presence, nullability and taggedness from that
+schema metadata, never from the generated code, so a code-emission mistake shows up as a
+failing round trip instead of being mirrored here. A mistake in parsing the schemas themselves
+would be shared by both sides; the kio and kafka-python differential tests, which read the
+schemas with their own code, are what catch those.
 
 A message for version ``v`` sets every field present in ``v`` (tagged ones too) to a random
 value of its type: ints over their whole range, unicode strings, nulls only where the field is
@@ -50,9 +52,6 @@ def _load_generator() -> ModuleType:
 
 
 gen_protocol = _load_generator()
-Versions = gen_protocol.Versions
-Field = gen_protocol.Field
-Struct = gen_protocol.Struct
 
 HEADER_CLASSES: list[type[Message]] = [RequestHeader, ResponseHeader]
 REQUESTS: list[type[Message]] = [REQUEST_CLASSES[k] for k in sorted(REQUEST_CLASSES)]
@@ -71,7 +70,6 @@ def examples(n: int) -> int:
 CODEC_SETTINGS = settings(
     deadline=None,
     database=None,  # keep the shared work tree free of .hypothesis example databases
-    derandomize=False,
     suppress_health_check=[
         HealthCheck.too_slow,
         HealthCheck.data_too_large,
@@ -262,7 +260,9 @@ def restrict(msg: Message, version: int) -> Message:
             continue
         value = getattr(msg, f.attr)
         if f.struct is not None and value is not None:
-            value = [restrict(x, version) for x in value] if f.is_array else restrict(value, version)
+            value = (
+                [restrict(x, version) for x in value] if f.is_array else restrict(value, version)
+            )
         setattr(out, f.attr, value)
     return out
 

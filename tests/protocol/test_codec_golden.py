@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from codec_strategies import GOLDEN_DIR
+
 from metamorphostreams.protocol._generated import REQUEST_CLASSES, RESPONSE_CLASSES
 from metamorphostreams.protocol._generated.headers import RequestHeader, ResponseHeader
 from metamorphostreams.protocol._message import Message

@@ -6,9 +6,11 @@ independent codec of the same wire format. It covers the APIs a client needs (52
 
 For every (API, version) in both our VALID_VERSIONS and the ``validVersions`` of
 kafka-python's vendored schema, requests and responses: a random message from our strategy
-is encoded by us, decoded by ``Class.decode(data, version=v)`` and re-encoded by kafka-python
-(``obj.encode()``, at the version it was decoded with); the bytes must be identical. Our
-decoder then reads kafka-python's bytes back to the message we started from. Both headers are
+is encoded by us, decoded by kafka-python's ``ApiMessage.decode(data, version=v)`` for that
+class and re-encoded by its ``ApiMessage.encode`` at the version it was decoded with (the
+generic entry points: see ``KP_DECODE``); the bytes must be identical, which also shows that
+kafka-python read every byte. Our decoder then reads kafka-python's bytes back to the message
+we started from. Both headers are
 checked the same way through ``kafka.protocol.api_header`` at header v1/v2 and v0/v1.
 
 Nothing is excluded and no value is constrained: kafka-python's only non-raw field type, the
@@ -27,8 +29,6 @@ import pkgutil
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-
 from codec_strategies import (
     CODEC_SETTINGS,
     REQUESTS,
@@ -41,6 +41,8 @@ from codec_strategies import (
     pairs,
     restrict,
 )
+from hypothesis import given, settings
+
 from metamorphostreams.protocol._message import Message
 
 kafka_protocol = pytest.importorskip("kafka.protocol")

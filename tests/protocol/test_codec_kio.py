@@ -19,21 +19,30 @@ These fields get values kio can represent (hook ``_kio_values``); nothing is exc
   (-1 = null); kio rejects other negative timestamps.
 kio writes a tagged field only when it differs from its default, as we and Kafka do, so
 tagged fields need no special treatment.
+
+kio's native reader aborts the whole interpreter (a Rust allocation failure, SIGABRT) on some
+malformed input: it reserves memory for an array's declared count before reading it, e.g. a
+12-byte ProduceRequest v9 ``00 0001 00000000 ffffffff0f`` asks for 34 GB. So kio runs in a
+forked worker process: a codec regression that made such bytes fails one test with the bytes
+in its message instead of killing the test session.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import importlib
 import io
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from types import ModuleType, NoneType
 from typing import Any, get_args
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from codec_strategies import (
     CODEC_SETTINGS,
     HEADER_CLASSES,
@@ -51,12 +60,17 @@ from codec_strategies import (
     restrict,
     schema,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from metamorphostreams.protocol._message import Message
+from metamorphostreams.protocol._primitives import ZERO_UUID
 
 kio_index = pytest.importorskip("kio.index")
 kio_serial = pytest.importorskip("kio.serial")
 kio_errors = pytest.importorskip("kio.schema.errors")
 kio_constants = pytest.importorskip("kio.static.constants")
+kio_defaults = pytest.importorskip("kio.serial._implicit_defaults")
 
 KIO_ERROR_CODES = sorted(int(code) for code in kio_errors.ErrorCode)
 TIMEDELTA_LIMIT = 1 << 40  # ms; exact through kio's float seconds
@@ -146,24 +160,111 @@ def test_kio_field_alignment() -> None:
                     )
 
 
-@pytest.mark.parametrize(("cls", "version"), BOTH, ids=pair_id)
-def test_kio_reads_and_rewrites_our_bytes(cls: type[Message], version: int) -> None:
+def test_kio_tagged_defaults_agree() -> None:
+    """A tagged field is written only when it differs from its default: both defaults agree."""
+    checked = 0
+    for cls, version in BOTH:
+        sch = schema(cls)
+        module = kio_module(cls, version)
+        for name, struct_cls in sch.classes.items():
+            if getattr(module, name, None) is None:
+                continue
+            for f in present_fields(struct_cls, version):
+                if not is_tagged(f, version):
+                    continue
+                kf = kio_fields(sch, name, version)[f.attr]
+                theirs = kio_defaults.get_tagged_field_default(kf)
+                ours = getattr(struct_cls(), f.attr)
+                if dataclasses.is_dataclass(theirs):
+                    out = io.BytesIO()
+                    kio_serial.entity_writer(type(theirs))(out, theirs)
+                    assert out.getvalue() == ours.to_bytes(version), (cls, version, f.attr)
+                elif isinstance(theirs, tuple):
+                    assert list(theirs) == ours, (cls, version, f.attr)
+                elif theirs is None and f.type == "uuid" and not f.is_array:
+                    # kio reads the zero UUID as None
+                    assert ours == ZERO_UUID, (cls, version, f.attr)
+                else:
+                    assert theirs == ours, (cls, version, f.attr)
+                checked += 1
+    assert checked == 71
+
+
+def kio_rewrite(cls: type[Message], version: int, data: bytes) -> tuple[str, int, bytes]:
+    """In the worker: kio reads ``data`` and writes it back -> ("ok", bytes read, bytes)."""
     module = kio_module(cls, version)
     assert module is not None
     kio_cls = getattr(module, cls.__name__)
-    read = kio_serial.entity_reader(kio_cls)
-    write = kio_serial.entity_writer(kio_cls)
+    try:
+        entity, size = kio_serial.entity_reader(kio_cls)(data, 0)
+        out = io.BytesIO()
+        kio_serial.entity_writer(kio_cls)(out, entity)
+    except Exception as e:  # kio's exceptions need not pickle; their text is enough
+        return (f"kio raised {e!r}", 0, b"")
+    return ("ok", size, out.getvalue())
 
+
+def _quiet_worker() -> None:
+    # A kio abort would print a Rust and a faulthandler backtrace into pytest's output; the
+    # failing assertion in the parent names the bytes instead.
+    faulthandler.disable()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
+class KioWorker:
+    """A forked process running kio, replaced when kio takes it down."""
+
+    def __init__(self) -> None:
+        self.pool = self._start()
+
+    @staticmethod
+    def _start() -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("fork")
+        return ProcessPoolExecutor(1, mp_context=context, initializer=_quiet_worker)
+
+    def rewrite(self, cls: type[Message], version: int, data: bytes) -> bytes:
+        try:
+            status, size, out = self.pool.submit(kio_rewrite, cls, version, data).result(60)
+        except BrokenProcessPool:
+            self.pool = self._start()
+            raise AssertionError(
+                f"kio crashed reading our {cls.__name__} v{version}: {data.hex()}"
+            ) from None
+        assert status == "ok", f"{status} reading our {cls.__name__} v{version}: {data.hex()}"
+        assert size == len(data), f"kio read {size} of {len(data)} bytes"
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def kio_worker() -> Iterator[KioWorker]:
+    worker = KioWorker()
+    yield worker
+    worker.close()
+
+
+@pytest.mark.parametrize(("cls", "version"), BOTH, ids=pair_id)
+def test_kio_reads_and_rewrites_our_bytes(
+    cls: type[Message], version: int, kio_worker: KioWorker
+) -> None:
     @settings(CODEC_SETTINGS, max_examples=examples(4))
     @given(messages(cls, version, _kio_values))
     def run(msg: Message) -> None:
         ours = msg.to_bytes(version)
-        entity, size = read(ours, 0)
-        assert size == len(ours), f"kio read {size} of {len(ours)} bytes"
-        out = io.BytesIO()
-        write(out, entity)
-        theirs = out.getvalue()
+        theirs = kio_worker.rewrite(cls, version, ours)
         assert theirs == ours
         assert cls.decode(theirs, version) == restrict(msg, version)
 
     run()
+
+
+def test_kio_worker_survives_a_kio_crash(kio_worker: KioWorker) -> None:
+    """The guard itself: bytes that abort kio fail one assertion and the next call works."""
+    produce = REQUESTS[0]
+    assert produce.__name__ == "ProduceRequest"
+    with pytest.raises(AssertionError, match="kio crashed"):
+        kio_worker.rewrite(produce, 9, bytes.fromhex("00000100000000ffffffff0f"))
+    ok = produce(acks=1, timeout_ms=5).to_bytes(9)
+    assert kio_worker.rewrite(produce, 9, ok) == ok

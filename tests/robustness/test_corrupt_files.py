@@ -166,12 +166,12 @@ def indexes_corrupt(partition_dir: Path, rng: random.Random) -> int:
     third.with_suffix(".index").write_bytes(bytes(32))
     # shift the positions of all but the last entry into the batches they name: still
     # increasing, inside the file, with a last entry that checks out
-    raw = bytearray(fourth.with_suffix(".index").read_bytes())
-    assert len(raw) >= 3 * OFFSET_ENTRY.size, "expected several index entries"
-    for at in range(0, len(raw) - OFFSET_ENTRY.size, OFFSET_ENTRY.size):
-        relative, position = OFFSET_ENTRY.unpack_from(raw, at)
-        OFFSET_ENTRY.pack_into(raw, at, relative, position + 100)
-    fourth.with_suffix(".index").write_bytes(bytes(raw))
+    entries = bytearray(fourth.with_suffix(".index").read_bytes())
+    assert len(entries) >= 3 * OFFSET_ENTRY.size, "expected several index entries"
+    for at in range(0, len(entries) - OFFSET_ENTRY.size, OFFSET_ENTRY.size):
+        relative, position = OFFSET_ENTRY.unpack_from(entries, at)
+        OFFSET_ENTRY.pack_into(entries, at, relative, position + 100)
+    fourth.with_suffix(".index").write_bytes(bytes(entries))
     logs[-1].with_suffix(".timeindex").write_bytes(rng.randbytes(24))
     return end
 

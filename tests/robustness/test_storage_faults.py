@@ -72,11 +72,11 @@ def injected(faults: Faults) -> Iterator[None]:
 
         return call
 
-    os.pwrite = wrap("pwrite", "pwrite", False)  # type: ignore[assignment]
-    os.fsync = wrap("fsync", "fsync", False)  # type: ignore[assignment]
-    os.ftruncate = wrap("ftruncate", "ftruncate", False)  # type: ignore[assignment]
-    os.open = wrap("open", "open", True)  # type: ignore[assignment]
-    os.replace = wrap("replace", "replace", True)  # type: ignore[assignment]
+    os.pwrite = wrap("pwrite", "pwrite", False)
+    os.fsync = wrap("fsync", "fsync", False)
+    os.ftruncate = wrap("ftruncate", "ftruncate", False)
+    os.open = wrap("open", "open", True)
+    os.replace = wrap("replace", "replace", True)
     try:
         yield
     finally:

@@ -493,9 +493,7 @@ class ClassicMember(GroupCoordinatorClient):
         max_poll_interval = self.config["max.poll.interval.ms"] / 1000
         while True:
             await asyncio.sleep(interval)
-            if not self._stable or self.need_join:
-                continue
-            if self.owner.group_poll_age() > max_poll_interval:
+            if self.member_id and self.owner.group_poll_age() > max_poll_interval:
                 # As Kafka's consumer does: an application that stopped polling leaves the
                 # group, so its partitions go to members that make progress.
                 log.warning(
@@ -507,6 +505,9 @@ class ClassicMember(GroupCoordinatorClient):
                 self.lost = True
                 self.need_join = True
                 self._stable = False
+                self.owner.group_wake()
+                continue
+            if not self._stable or self.need_join:
                 continue
             request = HeartbeatRequest(
                 group_id=self.group_id,

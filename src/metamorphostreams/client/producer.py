@@ -143,6 +143,7 @@ class AsyncProducer:
         self._closing = False
         self._request_tasks: set[asyncio.Task[None]] = set()
         self._sending: set[_Batch] = set()
+        self._topic_cache: dict[str, tuple[Any, int, list[int]]] = {}
         self._acked: set[TopicPartition] = set()  # partitions that stored a batch of this pid
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -250,9 +251,7 @@ class AsyncProducer:
                 f"({self.config['max.request.size']})"
             )
         max_block = self.config["max.block.ms"] / 1000
-        info = await self._client.topic_info(topic, timeout_s=max_block)
-        count = len(info.partitions)
-        available = [p.partition for p in info.partitions.values() if p.leader >= 0]
+        count, available = await self._partitions(topic, max_block)
         if partition is not None:
             if not 0 <= partition < count:
                 raise UnknownTopicOrPartitionError(
@@ -272,6 +271,17 @@ class AsyncProducer:
         if partition is None and (key_b is None or self.config["partitioner.ignore.keys"]):
             self._sticky.record_appended(topic, chosen, size, available, count)
         return future
+
+    async def _partitions(self, topic: str, max_block: float) -> tuple[int, list[int]]:
+        """(partition count, partitions with a leader), cached per metadata snapshot."""
+        info = self._client.metadata.topics.get(topic)
+        cached = self._topic_cache.get(topic)
+        if info is None or cached is None or cached[0] is not info:
+            info = await self._client.topic_info(topic, timeout_s=max_block)
+            available = [p.partition for p in info.partitions.values() if p.leader >= 0]
+            cached = (info, len(info.partitions), available)
+            self._topic_cache[topic] = cached
+        return cached[1], cached[2]
 
     async def send_and_wait(
         self,

@@ -10,12 +10,22 @@ consumer (e.g. ``commit()``). A client is meant for one thread at a time, like K
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import functools
+import threading
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._loop_thread import CallbackPump, LoopThread
-from ._records import ConsumerRecord, HeaderInput, RecordMetadata
+from ._records import (
+    ConsumerRecord,
+    HeaderInput,
+    RecordMetadata,
+    normalise_headers,
+    to_bytes,
+)
 from .admin import (
     AsyncAdmin,
     ClusterDescription,
@@ -56,13 +66,24 @@ class _SyncClient:
 
 
 class Producer(_SyncClient):
-    """Blocking producer: ``produce()`` queues and returns a concurrent.futures.Future."""
+    """Blocking producer: ``produce()`` queues and returns a concurrent.futures.Future.
+
+    ``produce()`` does not wait for the I/O thread: records go through a hand-off queue that
+    the I/O thread drains in order; it blocks only while ``MAX_HANDOFF`` records wait there.
+    Errors found on the way (an unknown topic after ``max.block.ms``) fail the future.
+    """
+
+    MAX_HANDOFF = 10_000  # records waiting for the I/O thread before produce() blocks
 
     def __init__(self, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         self._producer: AsyncProducer = self._start(
             "mms-producer", lambda: AsyncProducer(config, **kwargs)
         )
         self._closed = False
+        self._handoff: deque[tuple[Any, ...]] = deque()
+        self._cond = threading.Condition()
+        self._draining: asyncio.Task[None] | None = None
+        self._scheduled = False
 
     def produce(
         self,
@@ -75,30 +96,57 @@ class Producer(_SyncClient):
         headers: HeaderInput = None,
         on_delivery: DeliveryCallback | None = None,
     ) -> concurrent.futures.Future[RecordMetadata]:
-        async def send() -> concurrent.futures.Future[RecordMetadata]:
-            future = await self._producer.send(
-                topic,
-                value,
-                key,
-                partition=partition,
-                timestamp=timestamp,
-                headers=headers,
-                on_delivery=on_delivery,
-            )
-            out: concurrent.futures.Future[RecordMetadata] = concurrent.futures.Future()
+        if self._closed:
+            raise KafkaError("the producer is closed")
+        value_b = to_bytes(value, "value")
+        key_b = to_bytes(key, "key")
+        hdrs = normalise_headers(headers)
+        out: concurrent.futures.Future[RecordMetadata] = concurrent.futures.Future()
+        item = (topic, value_b, key_b, partition, timestamp, hdrs, on_delivery, out)
+        with self._cond:
+            while len(self._handoff) >= self.MAX_HANDOFF:
+                self._cond.wait()
+            self._handoff.append(item)
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            self._thread.call_soon(self._start_drain)
+        return out
 
-            def copy(f: Any) -> None:
-                exc = f.exception()
-                if exc is not None:
+    def _start_drain(self) -> None:
+        self._draining = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            with self._cond:
+                if not self._handoff:
+                    self._scheduled = False
+                    return
+                items = list(self._handoff)
+                self._handoff.clear()
+                self._cond.notify_all()
+            for topic, value, key, partition, timestamp, hdrs, on_delivery, out in items:
+                try:
+                    future = await self._producer.send(
+                        topic,
+                        value,
+                        key,
+                        partition=partition,
+                        timestamp=timestamp,
+                        headers=hdrs,
+                        on_delivery=on_delivery,
+                    )
+                except Exception as exc:
                     out.set_exception(exc)
-                else:
-                    out.set_result(f.result())
+                    continue
+                future.add_done_callback(functools.partial(_copy_outcome, out))
 
-            future.add_done_callback(copy)
-            return out
-
-        result: concurrent.futures.Future[RecordMetadata] = self._run(send())
-        return result
+    async def _drained(self) -> None:
+        while self._scheduled or self._handoff:
+            if self._draining is not None:
+                await asyncio.shield(self._draining)
+            else:
+                await asyncio.sleep(0)
 
     def send(
         self,
@@ -112,7 +160,12 @@ class Producer(_SyncClient):
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything produced so far is delivered (KafkaTimeoutError if not)."""
-        self._run(self._producer.flush(timeout))
+
+        async def flush() -> None:
+            await self._drained()
+            await self._producer.flush(timeout)
+
+        self._run(flush())
 
     def partitions_for(self, topic: str) -> list[int]:
         result: list[int] = self._run(self._producer.partitions_for(topic))
@@ -122,8 +175,13 @@ class Producer(_SyncClient):
         if self._closed:
             return
         self._closed = True
+
+        async def close() -> None:
+            await self._drained()
+            await self._producer.close(timeout)
+
         try:
-            self._run(self._producer.close(timeout))
+            self._run(close())
         finally:
             self._thread.stop()
 
@@ -132,6 +190,14 @@ class Producer(_SyncClient):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _copy_outcome(out: concurrent.futures.Future[Any], future: asyncio.Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        out.set_exception(exc)
+    else:
+        out.set_result(future.result())
 
 
 class Consumer(_SyncClient):

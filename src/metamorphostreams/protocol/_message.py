@@ -49,8 +49,8 @@ class Message:
             return NotImplemented
         return all(_same(getattr(self, n), getattr(other, n)) for n in self.__slots__)
 
-    def __hash__(self) -> int:
-        return id(self)
+    # Mutable and compared by value: not hashable, like a list.
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)

@@ -20,12 +20,11 @@ What one connection may cost is bounded, whatever the client does:
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import ipaddress
 import logging
 import os
 import socket
-import termios
+import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, BinaryIO, cast
@@ -76,18 +75,23 @@ class CloseConnection(Exception):
     """Raised by a handler when Kafka would close the connection instead of answering."""
 
 
-_TIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
+_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
+_TCPI_BYTES_ACKED = struct.Struct("=Q")  # Linux struct tcp_info: u64 tcpi_bytes_acked ...
+_TCPI_BYTES_ACKED_AT = 120  # ... at this offset (stable ABI since Linux 4.1)
 
 
-def _unsent_bytes(sock: socket.socket | None) -> int | None:
-    """Bytes in the kernel's send queue of ``sock`` (Linux TIOCOUTQ), None if unknown."""
-    if sock is None or _TIOCOUTQ is None:
+def _bytes_acked(sock: socket.socket | None) -> int | None:
+    """How many bytes the peer has acknowledged on ``sock`` (grows only while the client
+    reads what we send), or None where the kernel does not say."""
+    if sock is None or _TCP_INFO is None:
         return None
     try:
-        raw = fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0\0\0\0")
-    except (OSError, ValueError):
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 256)
+    except OSError:
         return None
-    return int.from_bytes(raw, "little")
+    if len(info) < _TCPI_BYTES_ACKED_AT + _TCPI_BYTES_ACKED.size:
+        return None
+    return int(_TCPI_BYTES_ACKED.unpack_from(info, _TCPI_BYTES_ACKED_AT)[0])
 
 
 class Connection(asyncio.Protocol):
@@ -125,7 +129,8 @@ class Connection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._handling = False
-        self._unsent: int | None = None
+        self._in_sendfile = False
+        self._acked: int | None = None
         self._closed = False
         self.admitted = False
         self.peer = "?"
@@ -204,10 +209,10 @@ class Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         now = loop.time()
         transport = self._transport
-        unsent = _unsent_bytes(transport.get_extra_info("socket") if transport else None)
-        if unsent is not None and self._unsent is not None and unsent < self._unsent:
+        acked = _bytes_acked(transport.get_extra_info("socket") if transport else None)
+        if acked is not None and self._acked is not None and acked > self._acked:
             self.last_active = now  # the client took some of our bytes: it is reading
-        self._unsent = unsent
+        self._acked = acked
         idle = now - self.last_active
         if idle >= self._idle_s and not self._handling:
             log.info("closing connection from %s: idle for %.1f s", self.peer, idle)
@@ -223,9 +228,19 @@ class Connection(asyncio.Protocol):
         return self._closed
 
     def close(self) -> None:
-        if self._transport is not None and not self._closed:
-            self._closed = True
-            self._transport.abort()
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        self._closed = True
+        task = self._task
+        if self._in_sendfile and task is not None and not task.done():
+            # asyncio (3.11, 3.12) leaves the socket's writer registered when a transport is
+            # aborted under a running loop.sendfile, and the next connection given that fd
+            # number then never gets its reader: end the sendfile first, then abort.
+            task.cancel()
+            task.add_done_callback(lambda _: transport.abort())
+            return
+        transport.abort()
 
     async def _run(self) -> None:
         try:
@@ -281,13 +296,36 @@ class Connection(asyncio.Protocol):
                 transport.write(p)
                 continue
             for region in getattr(p, "parts", (p,)):
-                if region.size:
-                    source = _PositionalFile(region.file.fileno(), region.position)
+                if not region.size:
+                    continue
+                await self._wait_written(transport)
+                if self._closed:
+                    return
+                source = _PositionalFile(region.file.fileno(), region.position)
+                self._in_sendfile = True
+                try:
                     await loop.sendfile(
                         transport, cast(BinaryIO, source), region.position, region.size
                     )
+                finally:
+                    self._in_sendfile = False
         if not self._drained.is_set():
             await self._drained.wait()
+
+    async def _wait_written(self, transport: asyncio.Transport) -> None:
+        """Wait until the transport's buffer is empty, as loop.sendfile needs. Waiting here
+        rather than in loop.sendfile, whose own wait cannot be cancelled cleanly in 3.11
+        (closing the transport then fails with InvalidStateError in asyncio)."""
+        if not transport.get_write_buffer_size():
+            return
+        transport.set_write_buffer_limits(high=0)  # resume_writing once it is empty
+        try:
+            while transport.get_write_buffer_size() and not self._closed:
+                self._drained.clear()
+                await self._drained.wait()
+        finally:
+            if not self._closed:
+                transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
 
 
 class ConnectionQuotas:

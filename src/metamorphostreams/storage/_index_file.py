@@ -4,7 +4,9 @@ Kafka memory-maps a preallocated file and trims it on roll/close. We do not prea
 file always holds exactly the valid entries, so a reader (ours or Kafka's) can open it at any
 time. Entries are mirrored in a ``bytearray`` loaded lazily on first use; appends go to both
 the mirror and the file (one small ``pwrite``), so the file is current in the page cache and
-``flush`` only needs an fsync. Not task-safe.
+``flush`` only needs an fsync. The writer's descriptor is opened on the first write and
+released by ``close`` (segments do when they stop being active): a broker keeps one open file
+per partition for its active index files, not one per segment. Not task-safe.
 """
 
 from __future__ import annotations
@@ -108,12 +110,28 @@ class IndexFile:
         os.ftruncate(self._writer(), 0)
 
     def create_empty(self) -> None:
-        """Make sure the file exists, even with no entries (Kafka always has all three)."""
-        self._writer()
+        """Make sure the file exists, even with no entries (Kafka always has all three).
+        No descriptor is kept: the writer opens on the first append."""
+        if self._fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, len(self.data))
+        finally:
+            os.close(fd)
 
     def flush(self) -> None:
         if self._fd is not None:
             os.fsync(self._fd)
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Release the file handle; the mirror stays usable for lookups."""

@@ -180,6 +180,8 @@ def load_log(
         log_end_offset = start_checkpoint
     else:
         log_end_offset = _read_end(segments)
+    for segment in segments[:-1]:
+        segment.release_index_handles()  # only the active segment's indexes get appends
     start = max(start_checkpoint, segments[0].base_offset)
     point = log_end_offset if clean_shutdown else min(recovery_point, log_end_offset)
     leader_epochs.truncate_from_end(log_end_offset)

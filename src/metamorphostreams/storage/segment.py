@@ -151,6 +151,7 @@ class LogSegment:
         self._rolling_based_timestamp: int | None = None
         self._max_timestamp: tuple[int, int] | None = None  # (timestamp, shallow offset)
         self._tail_dirty = False  # a rollback could not cut the file back to ``_size``
+        self._checked_positions: set[int] = set()  # index positions known to start a batch
 
     def __repr__(self) -> str:
         return f"LogSegment(base_offset={self.base_offset}, size={self._size})"
@@ -270,14 +271,20 @@ class LogSegment:
         return last.next_offset if last is not None else self.base_offset
 
     def _entry_is_batch(self, offset: int, position: int) -> bool:
-        """Whether a whole batch ending at ``offset`` starts at ``position``."""
+        """Whether a whole batch ending at ``offset`` starts at ``position`` (entries found
+        right once, or written by this process, are not read again)."""
+        if position in self._checked_positions:
+            return True
         if position < 0 or position + BATCH_HEADER_SIZE > self._size:
             return False
         try:
             header = BatchHeader.parse(_read_fully(self.fd, BATCH_HEADER_SIZE, position), 0)
         except DecodeError:
             return False
-        return header.last_offset == offset and position + header.size <= self._size
+        if header.last_offset != offset or position + header.size > self._size:
+            return False
+        self._checked_positions.add(position)
+        return True
 
     def _index_position(self, target_offset: int) -> int:
         """Where a forward scan for ``target_offset`` can start: the position of the
@@ -344,6 +351,7 @@ class LogSegment:
         if self._bytes_since_last_index_entry > self.index_interval_bytes:
             if not self.offset_index.is_full:
                 self.offset_index.append(last_offset, position)
+                self._checked_positions.add(position)
             if not self.time_index.is_full:
                 ts, offset = self.max_timestamp_and_offset
                 self.time_index.maybe_append(ts, offset)
@@ -392,6 +400,7 @@ class LogSegment:
         and both indexes back and forget what the appends taught us. Never raises; a file
         that cannot be cut is cut before the next append instead."""
         self._size = mark.size
+        self._checked_positions.clear()
         self._max_timestamp = mark.max_timestamp
         self._bytes_since_last_index_entry = mark.bytes_since_last_index_entry
         self._rolling_based_timestamp = mark.rolling_based_timestamp
@@ -453,9 +462,16 @@ class LogSegment:
         )
 
     def on_become_inactive(self) -> None:
-        """Called when a newer segment becomes active: record the max timestamp for good."""
+        """Called when a newer segment becomes active: record the max timestamp for good,
+        and let go of the index writers (reads use the in-memory entries)."""
         ts, offset = self.max_timestamp_and_offset
         self.time_index.maybe_append(ts, offset, skip_full_check=True)
+        self.release_index_handles()
+
+    def release_index_handles(self) -> None:
+        """Close the index files' write descriptors; a later write reopens them."""
+        self.offset_index.close()
+        self.time_index.close()
 
     # -- recovery and truncation --------------------------------------------------------
 
@@ -513,6 +529,7 @@ class LogSegment:
         """Rebuild both indexes from the batch headers, without judging or cutting the
         log (``recover`` does that); used when an index entry turns out to be wrong."""
         logger.warning("%s: %s; rebuilding the indexes of %s", self.log_path, reason, self)
+        self._checked_positions.clear()
         self.offset_index.reset()
         self.time_index.reset()
         self._max_timestamp = (NO_TIMESTAMP, self.base_offset)
@@ -529,6 +546,7 @@ class LogSegment:
         """Rebuild both indexes by scanning every batch; stop at the first torn, corrupt
         (CRC, magic, length) or out-of-order batch and truncate the file there. Returns
         the number of bytes truncated. ``on_batch`` sees each valid batch in order."""
+        self._checked_positions.clear()
         self.offset_index.reset()
         self.time_index.reset()
         self._max_timestamp = (NO_TIMESTAMP, self.base_offset)
@@ -600,6 +618,7 @@ class LogSegment:
         removed = self._size - position
         os.ftruncate(self.fd, position)
         self._size = position
+        self._checked_positions = {p for p in self._checked_positions if p < position}
         if position == 0:
             self._rolling_based_timestamp = None
         self._reload_max_timestamp()

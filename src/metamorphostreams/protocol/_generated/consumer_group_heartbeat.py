@@ -87,7 +87,7 @@ class ConsumerGroupHeartbeatRequest(Message):
         self.rack_id = r.string(True, True)
         self.rebalance_timeout_ms = r.int32()
         n = r.array_length(True, True)
-        self.subscribed_topic_names = None if n < 0 else [r.string(True, True) for _ in range(n)]
+        self.subscribed_topic_names = None if n < 0 else [r.string(True, False) for _ in range(n)]
         if version >= 1:
             self.subscribed_topic_regex = r.string(True, version >= 1)
         else:
@@ -112,7 +112,7 @@ class ConsumerGroupHeartbeatRequest(Message):
         else:
             w.array_length(len(self.subscribed_topic_names), True)
             for x in self.subscribed_topic_names:
-                w.string(x, True, True)
+                w.string(x, True, False)
         if version >= 1:
             w.string(self.subscribed_topic_regex, True, version >= 1)
         w.string(self.server_assignor, True, True)

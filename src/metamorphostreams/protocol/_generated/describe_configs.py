@@ -37,7 +37,7 @@ class DescribeConfigsRequest(Message):
             self.resource_type = r.int8()
             self.resource_name = r.string(flexible, False)
             n = r.array_length(flexible, True)
-            self.configuration_keys = None if n < 0 else [r.string(flexible, True) for _ in range(n)]
+            self.configuration_keys = None if n < 0 else [r.string(flexible, False) for _ in range(n)]
             if flexible:
                 r.skip_tagged_fields()
             return self
@@ -51,7 +51,7 @@ class DescribeConfigsRequest(Message):
             else:
                 w.array_length(len(self.configuration_keys), flexible)
                 for x in self.configuration_keys:
-                    w.string(x, flexible, True)
+                    w.string(x, flexible, False)
             if flexible:
                 w.uvarint(0)
 

@@ -40,7 +40,7 @@ class ShareGroupHeartbeatRequest(Message):
         self.member_epoch = r.int32()
         self.rack_id = r.string(True, True)
         n = r.array_length(True, True)
-        self.subscribed_topic_names = None if n < 0 else [r.string(True, True) for _ in range(n)]
+        self.subscribed_topic_names = None if n < 0 else [r.string(True, False) for _ in range(n)]
         if flexible:
             r.skip_tagged_fields()
         return self
@@ -56,7 +56,7 @@ class ShareGroupHeartbeatRequest(Message):
         else:
             w.array_length(len(self.subscribed_topic_names), True)
             for x in self.subscribed_topic_names:
-                w.string(x, True, True)
+                w.string(x, True, False)
         if flexible:
             w.uvarint(0)
 

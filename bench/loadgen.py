@@ -1,0 +1,395 @@
+"""Load generators for the benchmark, each run as its own process by `bench/run.py`.
+
+    python bench/loadgen.py produce  --bootstrap H:P --topic T --size 1024 --count N --acks 1
+    python bench/loadgen.py latency  --bootstrap H:P --topic T --size 1024 --rate 2000 --seconds 10
+    python bench/loadgen.py fetch    --bootstrap H:P --topic T --partitions 1
+    python bench/loadgen.py consume  --bootstrap H:P --topic T --count N
+
+Every command connects and warms up first, prints `ready`, waits for a line on stdin (so that
+`run.py` can start several workers together and sample the broker's CPU around the measured
+part only), runs, and prints one JSON object: what it did, the CLOCK_MONOTONIC instants it
+started and ended (comparable across processes), and its own CPU seconds (to tell a
+client-bound run from a broker-bound one).
+
+`produce`, `latency` and `consume` use confluent-kafka (librdkafka). `fetch` is a hand-rolled
+Fetch v12 client with no record parsing beyond batch headers (no library in the way): it
+measures what the broker can serve, the figure to hold against loopback TCP bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+PRODUCE_LINGER_MS = 5  # librdkafka's default; batches fill to batch.size under load anyway
+PRODUCE_BATCH_BYTES = 1_000_000  # librdkafka's default batch.size
+PRODUCE_QUEUE_KBYTES = 1 << 20  # librdkafka's default queue.buffering.max.kbytes (1 GiB)
+PRODUCE_QUEUE_MESSAGES = 1_000_000  # 10x the default: no stalls in produce() with 100 B values
+LATENCY_LINGER_MS = 0  # latency runs measure the broker, not librdkafka's batching wait
+WARMUP_MESSAGES = 2_000  # connections, metadata and the first batches before the clock starts
+FETCH_MAX_WAIT_MS = 500  # Kafka consumer default; only the last fetch at the end ever waits
+FETCH_MAX_BYTES = 50 * 1024 * 1024  # fetch.max.bytes, the consumer default
+PARTITION_MAX_BYTES = 1024 * 1024  # max.partition.fetch.bytes, the consumer default
+CLIENT_ID = b"mms-bench"
+
+
+def _client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "broker.address.family": "v4"}
+    config.update(extra)
+    return config
+
+
+def _wait_for_go() -> None:
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _report(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+# --------------------------------------------------------------------------- produce
+
+
+def _producer_config(args: argparse.Namespace, linger_ms: int) -> dict[str, Any]:
+    return _client_config(
+        args.bootstrap,
+        **{
+            "acks": str(args.acks),
+            "linger.ms": linger_ms,
+            "batch.size": PRODUCE_BATCH_BYTES,
+            "compression.type": "none",
+            "enable.idempotence": False,
+            "queue.buffering.max.kbytes": PRODUCE_QUEUE_KBYTES,
+            "queue.buffering.max.messages": PRODUCE_QUEUE_MESSAGES,
+            "delivery.report.only.error": True,
+        },
+    )
+
+
+def cmd_produce(args: argparse.Namespace) -> None:
+    from confluent_kafka import Producer
+
+    errors: list[str] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None and len(errors) < 10:
+            errors.append(str(err))
+
+    producer = Producer(_producer_config(args, PRODUCE_LINGER_MS))
+    payload = os.urandom(args.size)  # compression is off; random bytes keep it honest anyway
+    topic = args.topic
+    for _ in range(WARMUP_MESSAGES):
+        producer.produce(topic, payload, on_delivery=on_delivery)
+    producer.flush(30)
+    _wait_for_go()
+    produce = producer.produce
+    poll = producer.poll
+    cpu0 = _cpu_s()
+    start = time.monotonic()
+    sent = 0
+    while sent < args.count:
+        try:
+            produce(topic, payload, on_delivery=on_delivery)
+        except BufferError:
+            poll(0.001)
+            continue
+        sent += 1
+        if not sent & 0x3FF:
+            poll(0)
+    left = producer.flush(120)
+    end = time.monotonic()
+    _report(
+        messages=sent - left,
+        bytes=(sent - left) * args.size,
+        start=start,
+        end=end,
+        client_cpu_s=_cpu_s() - cpu0,
+        errors=errors,
+    )
+
+
+def cmd_latency(args: argparse.Namespace) -> None:
+    """A fixed rate, paced in 1 ms steps; latency is librdkafka's own produce-to-ack time."""
+    from confluent_kafka import Producer
+
+    samples: list[float] = []
+    errors: list[str] = []
+    measuring = [False]
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            if len(errors) < 10:
+                errors.append(str(err))
+        elif measuring[0]:
+            samples.append(msg.latency())
+
+    config = _producer_config(args, LATENCY_LINGER_MS)
+    config["delivery.report.only.error"] = False
+    producer = Producer(config)
+    payload = os.urandom(args.size)
+    for _ in range(100):
+        producer.produce(args.topic, payload, on_delivery=on_delivery)
+    producer.flush(30)
+    _wait_for_go()
+
+    def run_for(seconds: float) -> int:
+        begin = time.monotonic()
+        sent = 0
+        while True:
+            now = time.monotonic()
+            if now - begin >= seconds:
+                return sent
+            due = int((now - begin) * args.rate)
+            while sent < due:
+                producer.produce(args.topic, payload, on_delivery=on_delivery)
+                sent += 1
+            producer.poll(0)
+            time.sleep(0.001)
+
+    run_for(args.warmup)
+    producer.flush(30)
+    measuring[0] = True
+    cpu0 = _cpu_s()
+    start = time.monotonic()
+    sent = run_for(args.seconds)
+    producer.flush(30)
+    end = time.monotonic()
+    _report(
+        messages=sent,
+        bytes=sent * args.size,
+        start=start,
+        end=end,
+        client_cpu_s=_cpu_s() - cpu0,
+        latencies_ms=[round(s * 1000, 3) for s in samples],
+        errors=errors,
+    )
+
+
+# --------------------------------------------------------------------------- consume
+
+
+def cmd_consume(args: argparse.Namespace) -> None:
+    """librdkafka's consumer from the beginning of the topic, until `count` messages."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        _client_config(
+            args.bootstrap,
+            **{
+                "group.id": f"bench-{os.getpid()}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+            },
+        )
+    )
+    parts = [TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in range(args.partitions)]
+    consumer.assign(parts)
+    first = None
+    while first is None or first.error() is not None:  # connected, offsets resolved, fetching
+        first = consumer.poll(1.0)
+    _wait_for_go()
+    cpu0 = _cpu_s()
+    start = time.monotonic()
+    received = 1
+    size = len(first)
+    deadline = start + args.limit
+    while received < args.count and time.monotonic() < deadline:
+        for msg in consumer.consume(10_000, 1.0):
+            if msg.error() is None:
+                received += 1
+                size += len(msg)
+    end = time.monotonic()
+    consumer.close()
+    _report(messages=received, bytes=size, start=start, end=end, client_cpu_s=_cpu_s() - cpu0)
+
+
+_REQ_HEAD = struct.Struct(">hhih")  # api key, version, correlation id, client id length
+_FETCH_HEAD = struct.Struct(">iiiibii")  # replica, max wait, min bytes, max bytes, iso, session
+_FETCH_PART = struct.Struct(">iiqiqi")  # partition, leader epoch, offset, last epoch, lso, max
+_SIZE = struct.Struct(">i")
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+FETCH_KEY = 1
+FETCH_VERSION = 12  # flexible, topics by name: what librdkafka 2.x sends
+BATCH_LENGTH_AT = 8  # baseOffset(8), then batchLength(4)
+LAST_OFFSET_DELTA_AT = 23  # baseOffset 8, length 4, leader epoch 4, magic 1, crc 4, attributes 2
+BATCH_OVERHEAD = 12  # baseOffset and batchLength are outside batchLength
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _skip_tags(buf: memoryview, pos: int) -> int:
+    count, pos = _read_uvarint(buf, pos)
+    for _ in range(count):
+        _, pos = _read_uvarint(buf, pos)
+        size, pos = _read_uvarint(buf, pos)
+        pos += size
+    return pos
+
+
+def _fetch_request(correlation: int, topic: bytes, offsets: dict[int, int]) -> bytes:
+    body = bytearray(_REQ_HEAD.pack(FETCH_KEY, FETCH_VERSION, correlation, len(CLIENT_ID)))
+    body += CLIENT_ID + b"\0"  # client id, header tags
+    body += _FETCH_HEAD.pack(-1, FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES, 0, 0, -1)
+    body += _uvarint(2) + _uvarint(len(topic) + 1) + topic + _uvarint(len(offsets) + 1)
+    for partition, offset in offsets.items():
+        body += _FETCH_PART.pack(partition, -1, offset, -1, -1, PARTITION_MAX_BYTES) + b"\0"
+    body += b"\0" + _uvarint(1) + _uvarint(1) + b"\0"  # topic tags, forgotten, rack, tags
+    return _SIZE.pack(len(body)) + bytes(body)
+
+
+def _parse_fetch(buf: memoryview, offsets: dict[int, int], hws: dict[int, int]) -> int:
+    """Advance `offsets` past the complete batches of each partition; the record bytes."""
+    pos = 4  # correlation id
+    pos = _skip_tags(buf, pos)
+    pos += 4  # throttle
+    (error,) = _I16.unpack_from(buf, pos)
+    if error:
+        raise RuntimeError(f"fetch error {error}")
+    pos += 2 + 4  # error, session id
+    topics, pos = _read_uvarint(buf, pos)
+    total = 0
+    for _ in range(topics - 1):
+        name_len, pos = _read_uvarint(buf, pos)
+        pos += name_len - 1
+        parts, pos = _read_uvarint(buf, pos)
+        for _ in range(parts - 1):
+            (partition,) = _I32.unpack_from(buf, pos)
+            (error,) = _I16.unpack_from(buf, pos + 4)
+            if error:
+                raise RuntimeError(f"fetch error {error} on partition {partition}")
+            (hws[partition],) = _I64.unpack_from(buf, pos + 6)
+            pos += 4 + 2 + 8 + 8 + 8
+            aborted, pos = _read_uvarint(buf, pos)
+            for _ in range(max(aborted - 1, 0)):
+                pos = _skip_tags(buf, pos + 16)
+            pos += 4  # preferred read replica
+            size, pos = _read_uvarint(buf, pos)
+            size = max(size - 1, 0)
+            end = pos + size
+            batch = pos
+            while batch + BATCH_OVERHEAD <= end:
+                (length,) = _I32.unpack_from(buf, batch + BATCH_LENGTH_AT)
+                if batch + BATCH_OVERHEAD + length > end:
+                    break  # a partial batch at the end of the slice, as Kafka may send
+                (base,) = _I64.unpack_from(buf, batch)
+                (delta,) = _I32.unpack_from(buf, batch + LAST_OFFSET_DELTA_AT)
+                offsets[partition] = base + delta + 1
+                batch += BATCH_OVERHEAD + length
+            total += size
+            pos = _skip_tags(buf, end)
+        pos = _skip_tags(buf, pos)
+    return total
+
+
+def _recv_exact(sock: socket.socket, buf: memoryview, n: int) -> None:
+    got = 0
+    while got < n:
+        r = sock.recv_into(buf[got:n])
+        if r == 0:
+            raise ConnectionError("broker closed the connection")
+        got += r
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    """Fetch every partition from offset 0 to its high watermark, one request at a time."""
+    host, port = args.bootstrap.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = memoryview(bytearray(FETCH_MAX_BYTES + (1 << 20)))
+    topic = args.topic.encode()
+    offsets = dict.fromkeys(range(args.partitions), 0)
+    hws = dict.fromkeys(range(args.partitions), -1)
+    correlation = 0
+
+    def round_trip() -> int:
+        nonlocal correlation
+        correlation += 1
+        sock.sendall(_fetch_request(correlation, topic, offsets))
+        _recv_exact(sock, buf, 4)
+        (size,) = _SIZE.unpack_from(buf, 0)
+        _recv_exact(sock, buf, size)
+        return _parse_fetch(buf[:size], offsets, hws)
+
+    round_trip()  # the high watermarks; also warms the connection
+    offsets = dict.fromkeys(range(args.partitions), 0)
+    _wait_for_go()
+    cpu0 = _cpu_s()
+    start = time.monotonic()
+    total = 0
+    requests = 0
+    while any(offsets[p] < hws[p] for p in offsets):
+        total += round_trip()
+        requests += 1
+    end = time.monotonic()
+    sock.close()
+    _report(
+        messages=sum(hws.values()),
+        bytes=total,
+        requests=requests,
+        start=start,
+        end=end,
+        client_cpu_s=_cpu_s() - cpu0,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="loadgen")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("produce", "latency", "consume", "fetch"):
+        p = sub.add_parser(name)
+        p.add_argument("--bootstrap", required=True)
+        p.add_argument("--topic", required=True)
+        p.add_argument("--size", type=int, default=1024)
+        p.add_argument("--count", type=int, default=100_000)
+        p.add_argument("--acks", default="1")
+        p.add_argument("--rate", type=int, default=2_000)
+        p.add_argument("--seconds", type=float, default=10.0)
+        p.add_argument("--warmup", type=float, default=1.0)
+        p.add_argument("--partitions", type=int, default=1)
+        p.add_argument("--limit", type=float, default=300.0, help="give up after this long")
+    args = parser.parse_args(argv)
+    commands = {
+        "produce": cmd_produce,
+        "latency": cmd_latency,
+        "consume": cmd_consume,
+        "fetch": cmd_fetch,
+    }
+    commands[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,634 @@
+"""`make bench`: our broker and Apache Kafka side by side, in the same run, alternating.
+
+    .venv/bin/python bench/run.py [--quick] [--only FIGURE,...] [--brokers ours,kafka]
+                                  [--rounds N] [--profile] [--out bench/out/latest.json]
+
+Both brokers run at once on loopback, each in a fresh temporary store. Every figure is
+measured in rounds; each round measures both brokers, and the order flips from round to round
+(ours, Kafka / Kafka, ours / ...), so drift on the machine (other processes, page cache, CPU
+frequency) falls on both. A figure is the median over its rounds (latency: percentiles of
+the pooled samples). Ratio = ours / Kafka, whichever way is better for that figure.
+
+The clients are load generators in their own processes (`bench/loadgen.py`):
+- produce: confluent-kafka (librdkafka 2.x) `Producer`, one process by default
+  (`--producers N` for more), linger.ms=5, batch.size=1000000, compression.type=none,
+  enable.idempotence=false, 1 partition, random payloads;
+- produce latency: the same producer at a fixed 2,000 msg/s of 1 KiB, acks=all,
+  linger.ms=0, latency = librdkafka's produce-to-acknowledgement time per message;
+- consume: a hand-rolled Fetch v12 client (consumer defaults: fetch.max.bytes 50 MiB,
+  max.partition.fetch.bytes 1 MiB, one fetch in flight) reading the 1 GiB topic from offset 0
+  to its high watermark: what the broker can serve, against the loopback baseline; and
+  librdkafka's `Consumer` over the same topic (`consume_client_*`), what an application sees.
+
+Results: a table on stdout and `bench/out/latest.json`, a list of
+`{"name", "unit", "ours", "kafka", "ratio"}`. MB are 10^6 bytes, GB 10^9 bytes.
+`--profile` records our broker with py-spy during each of our measured runs into
+`bench/out/profile-<figure>.txt` (collapsed stacks; `bench/profile_top.py` summarises them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path[:0] = [str(REPO_ROOT), str(BENCH_DIR)]
+
+import procstat  # noqa: E402
+from loopback import loopback_mbps  # noqa: E402
+
+from tests.helpers.broker_process import BrokerProcess  # noqa: E402
+from tests.helpers.confluent import create_topic  # noqa: E402
+from tests.helpers.reference_kafka import (  # noqa: E402
+    BENCH_JVM_OPTIONS,
+    FORMAT_LIMIT_S,
+    ReferenceKafka,
+    cluster_id,
+)
+
+LOADGEN = BENCH_DIR / "loadgen.py"
+DEFAULT_OUT = BENCH_DIR / "out" / "latest.json"
+# Bytecode caches as an installed package has them (pip compiles on install). A sandbox that
+# sets PYTHONDONTWRITEBYTECODE would otherwise make every broker start compile ~40k lines of
+# generated codec first, which is not what a user's start costs. Kept out of the source tree.
+PYCACHE_DIR = BENCH_DIR / "out" / "pycache"
+KIB = 1024
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+IDLE_SETTLE_S = 3.0  # after ready, before idle RSS: lazy start-up work (JIT, timers) is done
+BETWEEN_RUNS_S = 1.0  # background work of the previous run (flushes, GC) settles first
+WORKER_LIMIT_S = 600.0  # a load generator still running after this is stuck
+
+BROKERS = ("ours", "kafka")
+FIGURES = (
+    "startup",
+    "produce_1k_acks1",
+    "produce_1k_acksall",
+    "produce_100b_acks1",
+    "consume",
+    "consume_client",
+    "latency",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one run: the full one (~10 min here) or `--quick` (a smoke run)."""
+
+    rounds: int
+    startup_rounds: int
+    consume_bytes: int  # the 1 GiB topic: the first round of produce_1k_acks1 writes it
+    produce_1k_bytes: int
+    produce_1k_acksall_bytes: int
+    produce_100b_messages: int
+    consume_client_rounds: int
+    latency_s: float
+    latency_warmup_s: float
+    loopback_s: float
+
+
+FULL = Plan(
+    rounds=3,
+    startup_rounds=2,
+    consume_bytes=GIB,
+    produce_1k_bytes=512 * MIB,
+    produce_1k_acksall_bytes=512 * MIB,
+    produce_100b_messages=3_000_000,
+    consume_client_rounds=2,
+    latency_s=10.0,
+    latency_warmup_s=2.0,
+    loopback_s=3.0,
+)
+QUICK = Plan(
+    rounds=1,
+    startup_rounds=0,
+    consume_bytes=32 * MIB,
+    produce_1k_bytes=32 * MIB,
+    produce_1k_acksall_bytes=16 * MIB,
+    produce_100b_messages=200_000,
+    consume_client_rounds=1,
+    latency_s=2.0,
+    latency_warmup_s=0.5,
+    loopback_s=1.0,
+)
+
+
+# --------------------------------------------------------------------------- brokers
+
+
+@dataclass
+class Broker:
+    """One broker under test, running: its bootstrap, pid, and how to stop it."""
+
+    name: str
+    bootstrap: str
+    pid: int
+    stop: Callable[[], None]
+    startup_s: float
+
+
+def start_ours(root: Path) -> Broker:
+    proc = BrokerProcess(
+        root / "data",
+        root / "logs",
+        launcher=[sys.executable, "-m", "metamorphostreams.cli.main"],
+        unbuffered=False,
+    )
+    began = time.monotonic()
+    proc.start()
+    startup = time.monotonic() - began
+    assert proc.pid is not None
+
+    def stop() -> None:
+        try:
+            proc.stop()
+        finally:
+            proc.close()
+
+    return Broker("ours", proc.bootstrap, proc.pid, stop, startup)
+
+
+def start_kafka(root: Path) -> Broker:
+    """Kafka with the JVM options its start script gives a broker; the store is formatted
+    first, so the start-up figure is process start to the first Metadata listing the node."""
+    kafka = ReferenceKafka(root, jvm_options=BENCH_JVM_OPTIONS, log_level="warn")
+    kafka.root.mkdir(parents=True, exist_ok=True)
+    kafka.properties_path.write_text("".join(f"{k}={v}\n" for k, v in kafka.properties().items()))
+    with open(kafka.log_path, "ab") as log:
+        subprocess.run(
+            kafka.java_command(
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={cluster_id()}",
+                "--config",
+                str(kafka.properties_path),
+            ),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=FORMAT_LIMIT_S,
+            check=True,
+        )
+    kafka.start()
+    assert kafka.pid is not None and kafka.startup_s is not None
+
+    def stop() -> None:
+        try:
+            kafka.stop()
+        finally:
+            kafka.close()
+
+    return Broker("kafka", kafka.bootstrap, kafka.pid, stop, kafka.startup_s)
+
+
+STARTERS: dict[str, Callable[[Path], Broker]] = {"ours": start_ours, "kafka": start_kafka}
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@dataclass
+class RunResult:
+    """One measured run of one broker: the workers' reports and the broker's CPU."""
+
+    reports: list[dict[str, Any]]
+    broker_cpu_s: float
+
+    @property
+    def elapsed_s(self) -> float:
+        return max(r["end"] for r in self.reports) - min(r["start"] for r in self.reports)
+
+    @property
+    def bytes(self) -> int:
+        return sum(int(r["bytes"]) for r in self.reports)
+
+    @property
+    def messages(self) -> int:
+        return sum(int(r["messages"]) for r in self.reports)
+
+    @property
+    def client_cpu_s(self) -> float:
+        return sum(float(r["client_cpu_s"]) for r in self.reports)
+
+
+class Profiler:
+    """py-spy attached to our broker while a run is measured (`--profile`)."""
+
+    def __init__(self, enabled: bool, out_dir: Path) -> None:
+        self.py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.enabled = enabled
+        if enabled and not Path(self.py_spy).exists():
+            raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+        self.out_dir = out_dir
+
+    @contextlib.contextmanager
+    def record(self, broker: Broker, figure: str) -> Iterator[None]:
+        if not self.enabled or broker.name != "ours":
+            yield
+            return
+        out = self.out_dir / f"profile-{figure}.txt"
+        proc = subprocess.Popen(
+            [
+                self.py_spy,
+                "record",
+                "--pid",
+                str(broker.pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)  # attached before the clock starts
+        try:
+            yield
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
+
+
+def run_workers(broker: Broker, argvs: list[list[str]]) -> RunResult:
+    """Start the workers, wait until all are warmed up, let them go together, collect."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(LOADGEN), *argv, "--bootstrap", broker.bootstrap],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for argv in argvs
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"load generator {argvs[0][0]} failed to start: {line!r}")
+        cpu0 = procstat.cpu_seconds(broker.pid)
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        reports = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=WORKER_LIMIT_S)
+            if proc.returncode != 0:
+                raise RuntimeError(f"load generator exited with {proc.returncode}")
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        cpu = procstat.cpu_seconds(broker.pid) - cpu0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for report in reports:
+        if report.get("errors"):
+            raise RuntimeError(f"{broker.name}: delivery errors: {report['errors']}")
+    return RunResult(reports, cpu)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    ours: float | None
+    kafka: float | None
+    higher_is_better: bool
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ours is None or self.kafka is None or self.kafka == 0:
+            return None
+        return self.ours / self.kafka
+
+
+@dataclass
+class Bench:
+    plan: Plan
+    brokers: dict[str, Broker]
+    profiler: Profiler
+    producers: int
+    partitions: int
+    figures: list[Figure] = field(default_factory=list)
+    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    topics: dict[str, str] = field(default_factory=dict)  # broker -> the 1 GiB topic
+
+    def order(self, round_no: int) -> list[Broker]:
+        names = [n for n in BROKERS if n in self.brokers]
+        if round_no % 2:
+            names.reverse()
+        return [self.brokers[n] for n in names]
+
+    def add(self, name: str, unit: str, higher: bool, values: dict[str, float | None]) -> None:
+        self.figures.append(Figure(name, unit, values.get("ours"), values.get("kafka"), higher))
+
+    def log(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    # -- produce
+
+    def produce_run(
+        self, broker: Broker, figure: str, topic: str, size: int, count: int, acks: str
+    ) -> RunResult:
+        create_topic(broker.bootstrap, topic, self.partitions)
+        per = -(-count // self.producers)
+        argv = ["produce", "--topic", topic, "--size", str(size), "--count", str(per)]
+        argv += ["--acks", acks]
+        with self.profiler.record(broker, figure):
+            result = run_workers(broker, [argv] * self.producers)
+        return result
+
+    def produce_figure(self, figure: str, size: int, count: int, acks: str) -> None:
+        mbps: dict[str, list[float]] = {}
+        msgps: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
+        client: dict[str, list[float]] = {}
+        for r in range(self.plan.rounds):
+            for broker in self.order(r):
+                topic = f"{figure}-r{r}"
+                result = self.produce_run(broker, figure, topic, size, count, acks)
+                if figure == "produce_1k_acks1" and r == 0:
+                    self.topics[broker.name] = topic
+                rate = result.bytes / result.elapsed_s
+                mbps.setdefault(broker.name, []).append(rate / 1e6)
+                msgps.setdefault(broker.name, []).append(result.messages / result.elapsed_s)
+                cpu.setdefault(broker.name, []).append(result.broker_cpu_s / (result.bytes / 1e9))
+                client.setdefault(broker.name, []).append(result.client_cpu_s / result.elapsed_s)
+                self.log(
+                    f"{figure} r{r} {broker.name}: {rate / 1e6:.1f} MB/s, "
+                    f"{result.messages / result.elapsed_s:,.0f} msg/s, broker "
+                    f"{result.broker_cpu_s / result.elapsed_s:.2f} cores, client "
+                    f"{result.client_cpu_s / result.elapsed_s:.2f} cores"
+                )
+                time.sleep(BETWEEN_RUNS_S)
+        rates = [(f"{figure}_mbps", "MB/s", mbps), (f"{figure}_msgps", "msg/s", msgps)]
+        if size < KIB:
+            rates.reverse()  # small messages: the message rate is the headline
+        for name, unit, values in rates:
+            self.add(name, unit, True, _medians(values))
+        if figure == "produce_1k_acks1":
+            self.add("cpu_s_per_gb", "CPU s/GB", False, _medians(cpu))
+        self.add(f"{figure}_client_cores", "cores", False, _medians(client))
+
+    # -- consume
+
+    def ensure_consume_topic(self) -> None:
+        for broker in self.brokers.values():
+            if broker.name in self.topics:
+                continue
+            topic = "consume-1g"
+            self.log(f"writing the {self.plan.consume_bytes / GIB:.2f} GiB topic to {broker.name}")
+            self.produce_run(
+                broker, "prepare", topic, KIB, self.plan.consume_bytes // KIB, acks="1"
+            )
+            self.topics[broker.name] = topic
+
+    def consume_figure(self, figure: str, rounds: int) -> None:
+        self.ensure_consume_topic()
+        mbps: dict[str, list[float]] = {}
+        msgps: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
+        for r in range(rounds):
+            for broker in self.order(r):
+                topic = self.topics[broker.name]
+                if figure == "consume":
+                    argv = ["fetch", "--topic", topic, "--partitions", str(self.partitions)]
+                else:
+                    count = self.plan.consume_bytes // KIB
+                    argv = ["consume", "--topic", topic, "--count", str(count)]
+                    argv += ["--partitions", str(self.partitions)]
+                with self.profiler.record(broker, figure):
+                    result = run_workers(broker, [argv])
+                rate = result.bytes / result.elapsed_s
+                mbps.setdefault(broker.name, []).append(rate / 1e6)
+                msgps.setdefault(broker.name, []).append(result.messages / result.elapsed_s)
+                cpu.setdefault(broker.name, []).append(result.broker_cpu_s / (result.bytes / 1e9))
+                self.log(
+                    f"{figure} r{r} {broker.name}: {rate / 1e6:.1f} MB/s "
+                    f"({result.bytes / 1e6:.0f} MB in {result.elapsed_s:.2f} s), broker "
+                    f"{result.broker_cpu_s / result.elapsed_s:.2f} cores, client "
+                    f"{result.client_cpu_s / result.elapsed_s:.2f} cores"
+                )
+                time.sleep(BETWEEN_RUNS_S)
+        self.add(f"{figure}_mbps", "MB/s", True, _medians(mbps))
+        self.add(f"{figure}_msgps", "msg/s", True, _medians(msgps))
+        self.add(f"{figure}_cpu_s_per_gb", "CPU s/GB", False, _medians(cpu))
+
+    # -- latency
+
+    def latency_figure(self) -> None:
+        pooled: dict[str, list[float]] = {}
+        for r in range(max(self.plan.rounds - 1, 1)):
+            for broker in self.order(r):
+                topic = f"latency-r{r}"
+                create_topic(broker.bootstrap, topic, self.partitions)
+                argv = ["latency", "--topic", topic, "--size", str(KIB), "--acks", "all"]
+                argv += ["--rate", "2000", "--seconds", str(self.plan.latency_s)]
+                argv += ["--warmup", str(self.plan.latency_warmup_s)]
+                with self.profiler.record(broker, "latency"):
+                    result = run_workers(broker, [argv])
+                samples = result.reports[0]["latencies_ms"]
+                pooled.setdefault(broker.name, []).extend(samples)
+                self.log(
+                    f"latency r{r} {broker.name}: {len(samples)} acks, "
+                    f"p50 {_percentile(samples, 50):.2f} ms, p99 {_percentile(samples, 99):.2f} ms"
+                    f", rate {result.messages / result.elapsed_s:,.0f} msg/s"
+                )
+                time.sleep(BETWEEN_RUNS_S)
+        for pct in (50, 99):
+            values = {n: _percentile(s, pct) for n, s in pooled.items()}
+            self.add(f"produce_p{pct}_ms", "ms", False, dict(values))
+
+
+def _medians(values: dict[str, list[float]]) -> dict[str, float | None]:
+    return {name: statistics.median(v) for name, v in values.items()}
+
+
+def _percentile(samples: list[float], pct: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    rank = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
+    return float(ordered[rank])
+
+
+def measure_startups(names: list[str], rounds: int, root: Path, bench_log: Any) -> dict[
+    str, list[float]
+]:
+    """Start and stop each broker `rounds` times on a fresh store, alternating; the time from
+    process start to ready (ours: the `ready` line; Kafka: Metadata lists the node). The
+    brokers started for the load figures add one more sample each."""
+    times: dict[str, list[float]] = {}
+    for name in names:
+        if name == "ours" or rounds:
+            # Unmeasured: fills the page cache (jars, .pyc) and writes our bytecode cache.
+            STARTERS[name](root / f"startup-{name}-warmup").stop()
+    for r in range(rounds):
+        order = names if r % 2 == 0 else list(reversed(names))
+        for name in order:
+            broker = STARTERS[name](root / f"startup-{name}-{r}")
+            broker.stop()
+            times.setdefault(name, []).append(broker.startup_s)
+            bench_log(f"startup r{r} {name}: {broker.startup_s:.3f} s")
+    return times
+
+
+def print_table(figures: list[Figure], meta: dict[str, Any]) -> None:
+    print()
+    print(f"{'figure':<32} {'unit':<9} {'ours':>12} {'kafka':>12} {'ours/kafka':>10}")
+    print("-" * 79)
+    for f in figures:
+        ratio = f"{f.ratio:.2f}" if f.ratio is not None else "-"
+        print(f"{f.name:<32} {f.unit:<9} {_fmt(f.ours):>12} {_fmt(f.kafka):>12} {ratio:>10}")
+    print()
+    print(
+        f"loopback TCP {meta['loopback_mbps']:.0f} MB/s; load average "
+        f"{meta['loadavg_start']} at start, {meta['loadavg_end']} at end; "
+        f"{meta['elapsed_s']:.0f} s"
+    )
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3f}"
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round (smoke)")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {FIGURES}")
+    parser.add_argument("--brokers", default="ours,kafka", help="ours,kafka (default both)")
+    parser.add_argument("--rounds", type=int, default=0, help="override the rounds per figure")
+    parser.add_argument("--producers", type=int, default=1, help="producer processes per run")
+    parser.add_argument("--partitions", type=int, default=1, help="partitions per topic")
+    parser.add_argument("--profile", action="store_true", help="py-spy our broker")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--keep", action="store_true", help="keep the brokers' stores")
+    args = parser.parse_args(argv)
+
+    plan = QUICK if args.quick else FULL
+    if args.rounds:
+        plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
+    only = [f for f in args.only.split(",") if f] or list(FIGURES)
+    unknown = set(only) - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figures {sorted(unknown)}; known: {FIGURES}")
+    names = [n for n in args.brokers.split(",") if n]
+    if set(names) - set(BROKERS):
+        parser.error(f"--brokers takes {BROKERS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(PYCACHE_DIR)
+    began = time.monotonic()
+    root = Path(tempfile.mkdtemp(prefix="mms-bench-"))
+    loadavg_start = _loadavg()
+    brokers: dict[str, Broker] = {}
+    bench: Bench | None = None
+    try:
+        bench = Bench(plan, brokers, Profiler(args.profile, args.out.parent), args.producers,
+                      args.partitions)
+        bench.log(f"loopback baseline ({plan.loopback_s:.0f} s)")
+        loop_mbps = loopback_mbps(plan.loopback_s)
+        bench.log(f"loopback TCP: {loop_mbps:.0f} MB/s")
+
+        rounds = plan.startup_rounds if "startup" in only else 0
+        startup = measure_startups(names, rounds, root, bench.log)
+        for name in names:
+            brokers[name] = STARTERS[name](root / name)
+            startup.setdefault(name, []).append(brokers[name].startup_s)
+            bench.log(
+                f"{name} up on {brokers[name].bootstrap} (pid {brokers[name].pid}) in "
+                f"{brokers[name].startup_s:.3f} s"
+            )
+        time.sleep(IDLE_SETTLE_S)
+        idle = {n: procstat.rss_mb(b.pid) for n, b in brokers.items()}
+        bench.add("startup_s", "s", False, _medians(startup))
+        bench.add("idle_rss_mb", "MB", False, dict(idle))
+
+        if "produce_1k_acks1" in only:
+            bench.produce_figure("produce_1k_acks1", KIB, plan.produce_1k_bytes // KIB, "1")
+        if "produce_1k_acksall" in only:
+            count = plan.produce_1k_acksall_bytes // KIB
+            bench.produce_figure("produce_1k_acksall", KIB, count, "all")
+        if "produce_100b_acks1" in only:
+            bench.produce_figure("produce_100b_acks1", 100, plan.produce_100b_messages, "1")
+        if "consume" in only:
+            bench.consume_figure("consume", plan.rounds)
+        if "consume_client" in only:
+            bench.consume_figure("consume_client", plan.consume_client_rounds)
+        if "latency" in only:
+            bench.latency_figure()
+        loaded = {n: procstat.rss_mb(b.pid) for n, b in brokers.items()}
+        peak = {n: procstat.peak_rss_mb(b.pid) for n, b in brokers.items()}
+        bench.add("loaded_rss_mb", "MB", False, dict(loaded))
+        bench.add("peak_rss_mb", "MB", False, dict(peak))
+        consume = next((f for f in bench.figures if f.name == "consume_mbps"), None)
+        if consume is not None:
+            pct = {
+                n: (v / loop_mbps * 100 if v is not None else None)
+                for n, v in (("ours", consume.ours), ("kafka", consume.kafka))
+            }
+            bench.add("consume_pct_of_loopback", "%", True, pct)
+        bench.add("loopback_tcp_mbps", "MB/s", True, {"ours": loop_mbps, "kafka": loop_mbps})
+    finally:
+        for broker in brokers.values():
+            try:
+                broker.stop()
+            except Exception as e:  # report the figures anyway; the store is removed below
+                print(f"stopping {broker.name}: {e}", file=sys.stderr)
+        if args.keep:
+            print(f"stores kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+    meta = {
+        "loopback_mbps": loop_mbps,
+        "loadavg_start": loadavg_start,
+        "loadavg_end": _loadavg(),
+        "elapsed_s": time.monotonic() - began,
+    }
+    rows = [
+        {"name": f.name, "unit": f.unit, "ours": f.ours, "kafka": f.kafka, "ratio": f.ratio}
+        for f in bench.figures
+    ]
+    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    (args.out.parent / "latest-meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print_table(bench.figures, meta)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
