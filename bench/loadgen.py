@@ -181,7 +181,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
 
 
 def cmd_consume(args: argparse.Namespace) -> None:
-    """librdkafka's consumer from the beginning of the topic, until `count` messages."""
+    """librdkafka's consumer from the beginning of the topic to its high watermarks."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(
@@ -195,8 +195,13 @@ def cmd_consume(args: argparse.Namespace) -> None:
             },
         )
     )
-    parts = [TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in range(args.partitions)]
-    consumer.assign(parts)
+    count = 0
+    for p in range(args.partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(args.topic, p), timeout=30)
+        count += high - low
+    consumer.assign(
+        [TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in range(args.partitions)]
+    )
     first = None
     while first is None or first.error() is not None:  # connected, offsets resolved, fetching
         first = consumer.poll(1.0)
@@ -206,7 +211,7 @@ def cmd_consume(args: argparse.Namespace) -> None:
     received = 1
     size = len(first)
     deadline = start + args.limit
-    while received < args.count and time.monotonic() < deadline:
+    while received < count and time.monotonic() < deadline:
         for msg in consumer.consume(10_000, 1.0):
             if msg.error() is None:
                 received += 1

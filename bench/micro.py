@@ -185,10 +185,6 @@ def cases() -> dict[str, Callable[[], object]]:
         "fetch v12 response encode": lambda: fresp.encode(FETCH_VERSION),
         "response header encode (flexible)": lambda: encode_response_header(0, 10, 7),
     }
-    try:
-        from metamorphostreams.server.dispatch import Dispatcher  # noqa: F401
-    except ImportError:
-        pass
     return out
 
 

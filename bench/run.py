@@ -73,7 +73,7 @@ IDLE_SETTLE_S = 3.0  # after ready, before idle RSS: lazy start-up work (JIT, ti
 BETWEEN_RUNS_S = 1.0  # background work of the previous run (flushes, GC) settles first
 WORKER_LIMIT_S = 600.0  # a load generator still running after this is stuck
 
-BROKERS = ("ours", "kafka")
+BROKERS = ("ours", "base", "kafka")  # base: ours from another source tree (--baseline-src)
 FIGURES = (
     "startup",
     "produce_1k_acks1",
@@ -141,12 +141,14 @@ class Broker:
     startup_s: float
 
 
-def start_ours(root: Path) -> Broker:
+def start_ours(root: Path, src: Path | None = None, name: str = "ours") -> Broker:
+    """Our broker; from the source tree `src` instead of the installed one if given."""
     proc = BrokerProcess(
         root / "data",
         root / "logs",
         launcher=[sys.executable, "-m", "metamorphostreams.cli.main"],
         unbuffered=False,
+        extra_env={"PYTHONPATH": str(src)} if src is not None else None,
     )
     began = time.monotonic()
     proc.start()
@@ -159,7 +161,7 @@ def start_ours(root: Path) -> Broker:
         finally:
             proc.close()
 
-    return Broker("ours", proc.bootstrap, proc.pid, stop, startup)
+    return Broker(name, proc.bootstrap, proc.pid, stop, startup)
 
 
 def start_kafka(root: Path) -> Broker:
@@ -196,6 +198,13 @@ def start_kafka(root: Path) -> Broker:
 
 
 STARTERS: dict[str, Callable[[Path], Broker]] = {"ours": start_ours, "kafka": start_kafka}
+
+
+def start_baseline(src: Path) -> Callable[[Path], Broker]:
+    def start(root: Path) -> Broker:
+        return start_ours(root, src, "base")
+
+    return start
 
 
 # --------------------------------------------------------------------------- workers
@@ -248,7 +257,7 @@ class Profiler:
                 "--pid",
                 str(broker.pid),
                 "--rate",
-                "250",
+                "1000",
                 "--format",
                 "raw",
                 "--nonblocking",
@@ -313,16 +322,26 @@ def run_workers(broker: Broker, argvs: list[list[str]]) -> RunResult:
 class Figure:
     name: str
     unit: str
-    ours: float | None
-    kafka: float | None
+    values: dict[str, float | None]
     higher_is_better: bool
-    note: str = ""
+
+    @property
+    def ours(self) -> float | None:
+        return self.values.get("ours")
+
+    @property
+    def kafka(self) -> float | None:
+        return self.values.get("kafka")
+
+    def ratio_to(self, other: str) -> float | None:
+        theirs = self.values.get(other)
+        if self.ours is None or theirs is None or theirs == 0:
+            return None
+        return self.ours / theirs
 
     @property
     def ratio(self) -> float | None:
-        if self.ours is None or self.kafka is None or self.kafka == 0:
-            return None
-        return self.ours / self.kafka
+        return self.ratio_to("kafka")
 
 
 @dataclass
@@ -335,15 +354,19 @@ class Bench:
     figures: list[Figure] = field(default_factory=list)
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     topics: dict[str, str] = field(default_factory=dict)  # broker -> the 1 GiB topic
+    loopback_samples: list[float] = field(default_factory=list)
+
+    @property
+    def loopback_mbps(self) -> float:
+        return statistics.median(self.loopback_samples)
 
     def order(self, round_no: int) -> list[Broker]:
-        names = [n for n in BROKERS if n in self.brokers]
-        if round_no % 2:
-            names.reverse()
-        return [self.brokers[n] for n in names]
+        return [
+            self.brokers[n] for n in _rotation([n for n in BROKERS if n in self.brokers], round_no)
+        ]
 
     def add(self, name: str, unit: str, higher: bool, values: dict[str, float | None]) -> None:
-        self.figures.append(Figure(name, unit, values.get("ours"), values.get("kafka"), higher))
+        self.figures.append(Figure(name, unit, dict(values), higher))
 
     def log(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -370,8 +393,6 @@ class Bench:
             for broker in self.order(r):
                 topic = f"{figure}-r{r}"
                 result = self.produce_run(broker, figure, topic, size, count, acks)
-                if figure == "produce_1k_acks1" and r == 0:
-                    self.topics[broker.name] = topic
                 rate = result.bytes / result.elapsed_s
                 mbps.setdefault(broker.name, []).append(rate / 1e6)
                 msgps.setdefault(broker.name, []).append(result.messages / result.elapsed_s)
@@ -399,7 +420,7 @@ class Bench:
         for broker in self.brokers.values():
             if broker.name in self.topics:
                 continue
-            topic = "consume-1g"
+            topic = "consume"
             self.log(f"writing the {self.plan.consume_bytes / GIB:.2f} GiB topic to {broker.name}")
             self.produce_run(
                 broker, "prepare", topic, KIB, self.plan.consume_bytes // KIB, acks="1"
@@ -408,18 +429,20 @@ class Bench:
 
     def consume_figure(self, figure: str, rounds: int) -> None:
         self.ensure_consume_topic()
+        time.sleep(BETWEEN_RUNS_S)
         mbps: dict[str, list[float]] = {}
         msgps: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
         for r in range(rounds):
+            if figure == "consume":  # the machine's loopback bandwidth, interleaved
+                self.loopback_samples.append(loopback_mbps(self.plan.loopback_s))
+                self.log(f"loopback TCP: {self.loopback_samples[-1]:.0f} MB/s")
             for broker in self.order(r):
                 topic = self.topics[broker.name]
                 if figure == "consume":
                     argv = ["fetch", "--topic", topic, "--partitions", str(self.partitions)]
                 else:
-                    count = self.plan.consume_bytes // KIB
-                    argv = ["consume", "--topic", topic, "--count", str(count)]
-                    argv += ["--partitions", str(self.partitions)]
+                    argv = ["consume", "--topic", topic, "--partitions", str(self.partitions)]
                 with self.profiler.record(broker, figure):
                     result = run_workers(broker, [argv])
                 rate = result.bytes / result.elapsed_s
@@ -441,6 +464,7 @@ class Bench:
 
     def latency_figure(self) -> None:
         pooled: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
         for r in range(max(self.plan.rounds - 1, 1)):
             for broker in self.order(r):
                 topic = f"latency-r{r}"
@@ -452,15 +476,27 @@ class Bench:
                     result = run_workers(broker, [argv])
                 samples = result.reports[0]["latencies_ms"]
                 pooled.setdefault(broker.name, []).extend(samples)
+                per_msg = result.broker_cpu_s / result.messages * 1e6
+                cpu.setdefault(broker.name, []).append(per_msg)
                 self.log(
                     f"latency r{r} {broker.name}: {len(samples)} acks, "
                     f"p50 {_percentile(samples, 50):.2f} ms, p99 {_percentile(samples, 99):.2f} ms"
-                    f", rate {result.messages / result.elapsed_s:,.0f} msg/s"
+                    f", rate {result.messages / result.elapsed_s:,.0f} msg/s, broker "
+                    f"{per_msg:.0f} CPU us/msg"
                 )
                 time.sleep(BETWEEN_RUNS_S)
         for pct in (50, 99):
             values = {n: _percentile(s, pct) for n, s in pooled.items()}
             self.add(f"produce_p{pct}_ms", "ms", False, dict(values))
+        self.add("latency_cpu_us_per_msg", "CPU us", False, _medians(cpu))
+
+
+def _rotation(names: list[str], round_no: int) -> list[str]:
+    """Round 0: as given; then reversed, then rotated: each broker goes first in turn."""
+    if round_no % 2:
+        names = list(reversed(names))
+    shift = (round_no // 2) % len(names)
+    return names[shift:] + names[:shift]
 
 
 def _medians(values: dict[str, list[float]]) -> dict[str, float | None]:
@@ -475,20 +511,19 @@ def _percentile(samples: list[float], pct: float) -> float:
     return float(ordered[rank])
 
 
-def measure_startups(names: list[str], rounds: int, root: Path, bench_log: Any) -> dict[
-    str, list[float]
-]:
+def measure_startups(
+    names: list[str], rounds: int, root: Path, bench_log: Callable[[str], None]
+) -> dict[str, list[float]]:
     """Start and stop each broker `rounds` times on a fresh store, alternating; the time from
     process start to ready (ours: the `ready` line; Kafka: Metadata lists the node). The
     brokers started for the load figures add one more sample each."""
     times: dict[str, list[float]] = {}
     for name in names:
-        if name == "ours" or rounds:
+        if name != "kafka" or rounds:
             # Unmeasured: fills the page cache (jars, .pyc) and writes our bytecode cache.
             STARTERS[name](root / f"startup-{name}-warmup").stop()
     for r in range(rounds):
-        order = names if r % 2 == 0 else list(reversed(names))
-        for name in order:
+        for name in _rotation(names, r):
             broker = STARTERS[name](root / f"startup-{name}-{r}")
             broker.stop()
             times.setdefault(name, []).append(broker.startup_s)
@@ -497,18 +532,28 @@ def measure_startups(names: list[str], rounds: int, root: Path, bench_log: Any) 
 
 
 def print_table(figures: list[Figure], meta: dict[str, Any]) -> None:
+    names = [n for n in BROKERS if any(n in f.values for f in figures)]
+    head = f"{'figure':<34} {'unit':<9}" + "".join(f" {n:>11}" for n in names)
+    head += f" {'ours/kafka':>10}" + (f" {'ours/base':>9}" if "base" in names else "")
     print()
-    print(f"{'figure':<32} {'unit':<9} {'ours':>12} {'kafka':>12} {'ours/kafka':>10}")
-    print("-" * 79)
+    print(head)
+    print("-" * len(head))
     for f in figures:
-        ratio = f"{f.ratio:.2f}" if f.ratio is not None else "-"
-        print(f"{f.name:<32} {f.unit:<9} {_fmt(f.ours):>12} {_fmt(f.kafka):>12} {ratio:>10}")
+        row = f"{f.name:<34} {f.unit:<9}" + "".join(f" {_fmt(f.values.get(n)):>11}" for n in names)
+        row += f" {_fmt_ratio(f.ratio):>10}"
+        if "base" in names:
+            row += f" {_fmt_ratio(f.ratio_to('base')):>9}"
+        print(row)
     print()
     print(
-        f"loopback TCP {meta['loopback_mbps']:.0f} MB/s; load average "
-        f"{meta['loadavg_start']} at start, {meta['loadavg_end']} at end; "
-        f"{meta['elapsed_s']:.0f} s"
+        f"(higher is better for MB/s, msg/s and %; lower for the rest.) Loopback TCP "
+        f"{meta['loopback_mbps']:.0f} MB/s; load average {meta['loadavg_start']} at start, "
+        f"{meta['loadavg_end']} at end; {meta['elapsed_s']:.0f} s"
     )
+
+
+def _fmt_ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def _fmt(v: float | None) -> str:
@@ -530,6 +575,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (smoke)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {FIGURES}")
     parser.add_argument("--brokers", default="ours,kafka", help="ours,kafka (default both)")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also measure our broker from this source tree (its src/ folder) as 'base'",
+    )
     parser.add_argument("--rounds", type=int, default=0, help="override the rounds per figure")
     parser.add_argument("--producers", type=int, default=1, help="producer processes per run")
     parser.add_argument("--partitions", type=int, default=1, help="partitions per topic")
@@ -546,64 +596,26 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown figures {sorted(unknown)}; known: {FIGURES}")
     names = [n for n in args.brokers.split(",") if n]
-    if set(names) - set(BROKERS):
-        parser.error(f"--brokers takes {BROKERS}")
+    if set(names) - {"ours", "kafka"}:
+        parser.error("--brokers takes ours and/or kafka")
+    if args.baseline_src is not None:
+        if not (args.baseline_src / "metamorphostreams").is_dir():
+            parser.error(f"--baseline-src {args.baseline_src} has no metamorphostreams/")
+        STARTERS["base"] = start_baseline(args.baseline_src.resolve())
+        names.insert(1, "base")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(PYCACHE_DIR)
     began = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="mms-bench-"))
     loadavg_start = _loadavg()
-    brokers: dict[str, Broker] = {}
-    bench: Bench | None = None
+    bench = Bench(
+        plan, {}, Profiler(args.profile, args.out.parent), args.producers, args.partitions
+    )
     try:
-        bench = Bench(plan, brokers, Profiler(args.profile, args.out.parent), args.producers,
-                      args.partitions)
-        bench.log(f"loopback baseline ({plan.loopback_s:.0f} s)")
-        loop_mbps = loopback_mbps(plan.loopback_s)
-        bench.log(f"loopback TCP: {loop_mbps:.0f} MB/s")
-
-        rounds = plan.startup_rounds if "startup" in only else 0
-        startup = measure_startups(names, rounds, root, bench.log)
-        for name in names:
-            brokers[name] = STARTERS[name](root / name)
-            startup.setdefault(name, []).append(brokers[name].startup_s)
-            bench.log(
-                f"{name} up on {brokers[name].bootstrap} (pid {brokers[name].pid}) in "
-                f"{brokers[name].startup_s:.3f} s"
-            )
-        time.sleep(IDLE_SETTLE_S)
-        idle = {n: procstat.rss_mb(b.pid) for n, b in brokers.items()}
-        bench.add("startup_s", "s", False, _medians(startup))
-        bench.add("idle_rss_mb", "MB", False, dict(idle))
-
-        if "produce_1k_acks1" in only:
-            bench.produce_figure("produce_1k_acks1", KIB, plan.produce_1k_bytes // KIB, "1")
-        if "produce_1k_acksall" in only:
-            count = plan.produce_1k_acksall_bytes // KIB
-            bench.produce_figure("produce_1k_acksall", KIB, count, "all")
-        if "produce_100b_acks1" in only:
-            bench.produce_figure("produce_100b_acks1", 100, plan.produce_100b_messages, "1")
-        if "consume" in only:
-            bench.consume_figure("consume", plan.rounds)
-        if "consume_client" in only:
-            bench.consume_figure("consume_client", plan.consume_client_rounds)
-        if "latency" in only:
-            bench.latency_figure()
-        loaded = {n: procstat.rss_mb(b.pid) for n, b in brokers.items()}
-        peak = {n: procstat.peak_rss_mb(b.pid) for n, b in brokers.items()}
-        bench.add("loaded_rss_mb", "MB", False, dict(loaded))
-        bench.add("peak_rss_mb", "MB", False, dict(peak))
-        consume = next((f for f in bench.figures if f.name == "consume_mbps"), None)
-        if consume is not None:
-            pct = {
-                n: (v / loop_mbps * 100 if v is not None else None)
-                for n, v in (("ours", consume.ours), ("kafka", consume.kafka))
-            }
-            bench.add("consume_pct_of_loopback", "%", True, pct)
-        bench.add("loopback_tcp_mbps", "MB/s", True, {"ours": loop_mbps, "kafka": loop_mbps})
+        run_figures(bench, names, only, root)
     finally:
-        for broker in brokers.values():
+        for broker in bench.brokers.values():
             try:
                 broker.stop()
             except Exception as e:  # report the figures anyway; the store is removed below
@@ -614,20 +626,65 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
 
     meta = {
-        "loopback_mbps": loop_mbps,
+        "loopback_mbps": bench.loopback_mbps,
         "loadavg_start": loadavg_start,
         "loadavg_end": _loadavg(),
         "elapsed_s": time.monotonic() - began,
+        "producers": args.producers,
+        "partitions": args.partitions,
+        "quick": args.quick,
+        "base": {f.name: f.values.get("base") for f in bench.figures} if "base" in names else None,
     }
     rows = [
         {"name": f.name, "unit": f.unit, "ours": f.ours, "kafka": f.kafka, "ratio": f.ratio}
         for f in bench.figures
     ]
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out.parent / "latest-meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    args.out.with_name(args.out.stem + "-meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print_table(bench.figures, meta)
     print(f"wrote {args.out}")
     return 0
+
+
+def run_figures(bench: Bench, names: list[str], only: list[str], root: Path) -> None:
+    plan = bench.plan
+    bench.log(f"loopback baseline ({plan.loopback_s:.0f} s)")
+    bench.loopback_samples.append(loopback_mbps(plan.loopback_s))
+    bench.log(f"loopback TCP: {bench.loopback_samples[-1]:.0f} MB/s")
+
+    rounds = plan.startup_rounds if "startup" in only else 0
+    startup = measure_startups(names, rounds, root, bench.log)
+    for name in names:
+        broker = bench.brokers[name] = STARTERS[name](root / name)
+        startup.setdefault(name, []).append(broker.startup_s)
+        bench.log(f"{name} up on {broker.bootstrap} (pid {broker.pid}) in {broker.startup_s:.3f} s")
+    time.sleep(IDLE_SETTLE_S)
+    bench.add("startup_s", "s", False, _medians(startup))
+    bench.add(
+        "idle_rss_mb", "MB", False, {n: procstat.rss_mb(b.pid) for n, b in bench.brokers.items()}
+    )
+
+    if "produce_1k_acks1" in only:
+        bench.produce_figure("produce_1k_acks1", KIB, plan.produce_1k_bytes // KIB, "1")
+    if "produce_1k_acksall" in only:
+        bench.produce_figure("produce_1k_acksall", KIB, plan.produce_1k_acksall_bytes // KIB, "all")
+    if "produce_100b_acks1" in only:
+        bench.produce_figure("produce_100b_acks1", 100, plan.produce_100b_messages, "1")
+    if "consume" in only:
+        bench.consume_figure("consume", plan.rounds)
+    if "consume_client" in only:
+        bench.consume_figure("consume_client", plan.consume_client_rounds)
+    if "latency" in only:
+        bench.latency_figure()
+    brokers = bench.brokers.items()
+    bench.add("loaded_rss_mb", "MB", False, {n: procstat.rss_mb(b.pid) for n, b in brokers})
+    bench.add("peak_rss_mb", "MB", False, {n: procstat.peak_rss_mb(b.pid) for n, b in brokers})
+    loopback = bench.loopback_mbps
+    consume = next((f for f in bench.figures if f.name == "consume_mbps"), None)
+    if consume is not None:
+        pct = {n: v / loopback * 100 for n, v in consume.values.items() if v is not None}
+        bench.add("consume_pct_of_loopback", "%", True, dict(pct))
+    bench.add("loopback_tcp_mbps", "MB/s", True, dict.fromkeys(names, loopback))
 
 
 if __name__ == "__main__":

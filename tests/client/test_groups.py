@@ -114,6 +114,20 @@ async def _until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
         await asyncio.sleep(0.05)
 
 
+def run_guarded(coro_fn, limit_s: float = 2 * LIMIT_S) -> None:  # type: ignore[no-untyped-def]
+    """asyncio.run with a deadline that prints every task's stack when it hangs."""
+
+    async def guarded() -> None:
+        try:
+            await asyncio.wait_for(coro_fn(), limit_s)
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=12)
+            raise
+
+    asyncio.run(guarded())
+
+
 def _all_values(members: list[Member], gone: list[Member]) -> list[int]:
     return [v for m in members + gone for v in m.values]
 
@@ -180,7 +194,7 @@ def three_members_share_commit_leave_and_resume(bootstrap: str, extra: dict[str,
         await again.stop()
         assert sorted(again.values) == list(range(900, 950))
 
-    asyncio.run(run())
+    run_guarded(run)
 
 
 def test_rebalance_callbacks_run_in_the_polling_thread(group_bootstrap: str) -> None:
@@ -343,12 +357,4 @@ def test_member_that_stops_polling_leaves(group_bootstrap: str) -> None:
         await slow.close()
         await fast.stop()
 
-    async def guarded() -> None:
-        try:
-            await asyncio.wait_for(run(), 20)
-        except TimeoutError:
-            for t in asyncio.all_tasks():
-                t.print_stack(limit=8)
-            raise
-
-    asyncio.run(guarded())
+    run_guarded(run)

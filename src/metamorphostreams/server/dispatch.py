@@ -11,12 +11,14 @@ Kafka's answers to bad requests, which we match:
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..protocol._generated import API_NAMES, REQUEST_CLASSES
 from ..protocol._generated.api_versions import ApiVersionsResponse
+from ..protocol._primitives import Writer
 from ..protocol.api_versions import SERVED
 from ..protocol.errors import DecodeError, ErrorCode
 from ..protocol.headers import (
@@ -25,6 +27,7 @@ from ..protocol.headers import (
     decode_request_header,
     encode_response_header,
     peek_request_ids,
+    response_header_version,
 )
 from .connection import CloseConnection, Connection
 
@@ -48,6 +51,19 @@ class RequestContext:
 # or None when no response is sent (Produce with acks=0).
 HandlerFn = Callable[[RequestContext, Any], Awaitable[Any]]
 
+_CORRELATION_ID = struct.Struct(">i")
+_NO_TAGGED_FIELDS = b"\0"  # response header v1 ends with an empty tagged-field section
+
+
+def _response_header_tails() -> dict[tuple[int, int], bytes]:
+    """What follows the correlation id in the response header of each served (key, version)."""
+    tails: dict[tuple[int, int], bytes] = {}
+    for api_key, served in SERVED.items():
+        for version in range(served.served_min, served.max_version + 1):
+            flexible = response_header_version(api_key, version) >= 1
+            tails[api_key, version] = _NO_TAGGED_FIELDS if flexible else b""
+    return tails
+
 
 class Dispatcher:
     """Routes decoded requests to handlers. Shared by all connections of a broker."""
@@ -58,6 +74,7 @@ class Dispatcher:
         missing = set(SERVED) - set(handlers)
         if missing:
             raise AssertionError(f"served APIs without a handler: {sorted(missing)}")
+        self._header_tails = _response_header_tails()
 
     async def handle(self, conn: Connection, frame: bytes) -> list[Any] | None:
         try:
@@ -82,9 +99,13 @@ class Dispatcher:
         response = await self.handlers[api_key](ctx, request)
         if response is None:
             return None
-        parts: list[Any] = [encode_response_header(api_key, api_version, correlation_id)]
-        parts.extend(response.encode(api_version))
-        return parts
+        # The header and the body's leading bytes are one buffer: the connection writes each
+        # buffer part with its own send().
+        w = Writer()
+        w.buf += _CORRELATION_ID.pack(correlation_id)
+        w.buf += self._header_tails[api_key, api_version]
+        response.write(w, api_version)
+        return w.finish()
 
     @staticmethod
     def _unsupported_api_versions(correlation_id: int) -> list[Any]:
