@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "src"))
+# `--src DIR` (before any other argument) measures another source tree, e.g. a baseline.
+SRC = Path(sys.argv[2]) if sys.argv[1:2] == ["--src"] else REPO_ROOT / "src"
+sys.path.insert(0, str(SRC))
 
 from metamorphostreams.protocol._generated.fetch import (  # noqa: E402
     FetchRequest,
@@ -141,8 +143,11 @@ def fetch_response() -> FetchResponse:
     )
 
 
+SLICES = 20  # the best slice: other load on the machine only ever makes a slice slower
+
+
 def per_op_us(fn: Callable[[], object], seconds: float) -> float:
-    """CPU microseconds per call of `fn`, the best of five slices of `seconds` / 5."""
+    """CPU microseconds per call of `fn`, the best of SLICES slices of `seconds` / SLICES."""
     best = float("inf")
     n = 1
     while True:  # calibrate to ~10 ms a batch
@@ -152,10 +157,10 @@ def per_op_us(fn: Callable[[], object], seconds: float) -> float:
         if time.process_time() - t > 0.01:
             break
         n *= 2
-    for _ in range(5):
+    for _ in range(SLICES):
         t = time.process_time()
         calls = 0
-        while time.process_time() - t < seconds / 5:
+        while time.process_time() - t < seconds / SLICES:
             for _ in range(n):
                 fn()
             calls += n
@@ -227,7 +232,8 @@ def dispatch_cases() -> dict[str, Callable[[], object]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="micro")
-    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--src", type=Path, help="the source tree to measure (first argument)")
     args = parser.parse_args(argv)
     asyncio.set_event_loop(asyncio.new_event_loop())
     for name, fn in {**cases(), **dispatch_cases()}.items():

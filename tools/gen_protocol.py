@@ -111,6 +111,25 @@ class MessageGen:
         }
         self.structs: dict[str, Struct] = {}
         self.root = self.build_struct(self.name, schema.get("fields", []), self.valid)
+        self.default_checked = self.tagged_struct_types()
+
+    def tagged_struct_types(self) -> set[str]:
+        """Structs that are the type of a tagged field (and the structs inside them): they get
+        an ``_is_default`` method, so ``write`` can tell cheaply whether to send the field."""
+        found: set[str] = set()
+        todo = [
+            f.struct
+            for st in [self.root, *self.structs.values()]
+            for f in st.fields
+            if f.struct is not None and not f.is_array and not f.tagged.empty
+        ]
+        while todo:
+            st = todo.pop()
+            if st is None or st.name in found:
+                continue
+            found.add(st.name)
+            todo.extend(f.struct for f in st.fields if f.struct is not None and not f.is_array)
+        return found
 
     def build_struct(self, name: str, fields: list[dict[str, Any]], within: Versions) -> Struct:
         st = Struct(name)
@@ -216,6 +235,29 @@ class MessageGen:
             out.append("")
         self.emit_read(st, qual, out, body)
         self.emit_write(st, out, body)
+        if st.name in self.default_checked:
+            self.emit_is_default(st, out, body)
+
+    def emit_is_default(self, st: Struct, out: list[str], ind: str) -> None:
+        """``_is_default()``: every field equals its schema default (what ``==`` against a
+        freshly constructed instance says, without constructing one)."""
+        checks = []
+        for f in st.fields:
+            de = self.default_expr(f, self.name)
+            if f.struct is not None and not f.is_array and de != "None":
+                checks.append(f"self.{f.attr}._is_default()")
+            elif de == "None":
+                checks.append(f"self.{f.attr} is None")
+            else:
+                checks.append(f"self.{f.attr} == {de}")
+        out.append(f"{ind}def _is_default(self) -> bool:")
+        if not checks:
+            out.append(f"{ind}    return True")
+        else:
+            out.append(f"{ind}    return (")
+            out.extend(f"{ind}        {'' if i == 0 else 'and '}{c}" for i, c in enumerate(checks))
+            out.append(f"{ind}    )")
+        out.append("")
 
     def compact_expr(self, f: Field, within: Versions) -> str:
         flex = f.flexible_override if f.flexible_override is not None else self.flexible
@@ -370,7 +412,11 @@ class MessageGen:
                 for f in sorted(tagged_fields, key=lambda x: x.tag or 0):
                     tc = f.tagged.intersect(f.versions).cond(within)
                     de = self.default_expr(f, self.name)
-                    out.append(f"{b}    if {tc} and self.{f.attr} != {de}:")
+                    if f.struct is not None and not f.is_array and de != "None":
+                        differs = f"not self.{f.attr}._is_default()"
+                    else:
+                        differs = f"self.{f.attr} != {de}"
+                    out.append(f"{b}    if {tc} and {differs}:")
                     out.append(f"{b}        sub = w")
                     out.append(f"{b}        w = Writer()")
                     self.emit_write_field(f, within, out, b + "        ", "True")

@@ -25,11 +25,12 @@ import concurrent.futures
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .server.broker import Broker
+if TYPE_CHECKING:
+    from .server.broker import Broker
 
 __all__ = ["BrokerThread", "kafka_bootstrap", "kafka_broker", "kafka_broker_factory"]
 
@@ -71,6 +72,10 @@ class BrokerThread:
         loop = self._loop
         assert loop is not None
         asyncio.set_event_loop(loop)
+        # Imported here: pytest loads this plugin in every session of every project that
+        # installs us, and most tests never start a broker.
+        from .server.broker import Broker
+
         try:
             broker = Broker(self.data_dir, host=self.host, port=self.port, props=self.props)
             loop.run_until_complete(broker.start())

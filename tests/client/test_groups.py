@@ -12,7 +12,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -106,9 +106,14 @@ class Member:
         await self.consumer.close()
 
 
-async def _until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate, what: str, members: Sequence[Member] = ()) -> None:  # type: ignore[no-untyped-def]
+    """Wait for ``predicate``; a member whose poll loop died fails the wait at once."""
     deadline = time.monotonic() + LIMIT_S
     while not predicate():
+        for m in members:
+            if m.task.done():
+                m.task.result()  # raises what stopped it
+                raise AssertionError("a member stopped polling")
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         await asyncio.sleep(0.05)
@@ -167,9 +172,9 @@ def three_members_share_commit_leave_and_resume(bootstrap: str, extra: dict[str,
             owned = [m.consumer.assignment() for m in members]
             return all(len(o) == 2 for o in owned) and len(set().union(*owned)) == PARTITIONS
 
-        await _until(spread, "6 partitions spread over 3 members")
+        await _until(spread, "6 partitions spread over 3 members", members)
         await _produce(bootstrap, topic, 0, 600)
-        await _until(lambda: len(_all_values(members, gone)) >= 600, "600 records")
+        await _until(lambda: len(_all_values(members, gone)) >= 600, "600 records", members)
         leaving = members.pop()
         await leaving.stop()
         gone.append(leaving)
@@ -178,9 +183,9 @@ def three_members_share_commit_leave_and_resume(bootstrap: str, extra: dict[str,
             owned = [m.consumer.assignment() for m in members]
             return len(set().union(*owned)) == PARTITIONS and all(len(o) == 3 for o in owned)
 
-        await _until(taken_over, "the leaver's partitions taken over")
+        await _until(taken_over, "the leaver's partitions taken over", members)
         await _produce(bootstrap, topic, 600, 300)
-        await _until(lambda: len(_all_values(members, gone)) >= 900, "900 records")
+        await _until(lambda: len(_all_values(members, gone)) >= 900, "900 records", members)
         await asyncio.sleep(0.3)  # room for any duplicate to show up
         values = _all_values(members, gone)
         assert sorted(values) == list(range(900)), "lost or duplicated records"
@@ -189,7 +194,7 @@ def three_members_share_commit_leave_and_resume(bootstrap: str, extra: dict[str,
         # A new member resumes from the committed offsets.
         await _produce(bootstrap, topic, 900, 50)
         again = Member(bootstrap, group, topic, extra)
-        await _until(lambda: len(again.values) >= 50, "records after the restart")
+        await _until(lambda: len(again.values) >= 50, "records after the restart", [again])
         await asyncio.sleep(0.3)
         await again.stop()
         assert sorted(again.values) == list(range(900, 950))

@@ -30,6 +30,7 @@ from helpers.confluent import (
 )
 
 from .conftest import Figures
+from .support import broker_pid, peak_rss_mib
 
 KILLS = 6
 UP_S = (0.4, 2.0)  # random time the broker runs between kills
@@ -149,6 +150,7 @@ def test_kill_9_loop_loses_no_acknowledged_message(
     restart_s: list[float] = []
     acked_at_kill: list[int] = []
     next_kill = time.monotonic() + rng.uniform(*UP_S)
+    peak_rss = 0.0
     while kills < KILLS:
         for _ in range(CHUNK):
             produce_with_backpressure(
@@ -161,6 +163,7 @@ def test_kill_9_loop_loses_no_acknowledged_message(
             next_id += 1
         producer.poll(PAUSE_S)
         if time.monotonic() >= next_kill:
+            peak_rss = max(peak_rss, peak_rss_mib(broker_pid(broker)))
             broker.kill()
             kills += 1
             acked_at_kill.append(len(log.delivered))
@@ -169,7 +172,10 @@ def test_kill_9_loop_loses_no_acknowledged_message(
             broker.start()
             restart_s.append(time.monotonic() - began)
             next_kill = time.monotonic() + rng.uniform(*UP_S)
-    for _ in range(10):  # a little more after the last restart
+    # The member stops (committing where it is); more arrives that only a new member reads.
+    reader.stop.set()
+    reader_thread.join(60)
+    for _ in range(10):
         for _ in range(CHUNK):
             produce_with_backpressure(
                 producer,
@@ -181,8 +187,6 @@ def test_kill_9_loop_loses_no_acknowledged_message(
             next_id += 1
         producer.poll(PAUSE_S)
     remaining = producer.flush(120)
-    reader.stop.set()
-    reader_thread.join(60)
     context = f"seed {seed}, kills at {acked_at_kill} acks"
     assert remaining == 0, f"{remaining} messages neither delivered nor failed; {context}"
     assert not fatal, f"the idempotent producer hit fatal errors: {fatal}; {context}"
@@ -213,6 +217,7 @@ def test_kill_9_loop_loses_no_acknowledged_message(
     )
     assert resumed_at in reader.attempted, f"resumed at {resumed_at}, never committed; {context}"
     assert after == list(range(resumed_at, len(offsets))), f"the new member lost some; {context}"
+    assert len(after) >= 10 * CHUNK, f"the new member read only {len(after)}; {context}"
     seen = set(o for o in reader.offsets if o < resumed_at) | set(after)
     assert seen == set(range(len(offsets))), f"the group missed messages; {context}"
 
@@ -226,6 +231,9 @@ def test_kill_9_loop_loses_no_acknowledged_message(
     )
     figures("group: resumed at, read after", (resumed_at, len(after)))
     figures("recoveries logged", broker.stderr_text().count("recovering unflushed segment"))
+    figures(
+        "peak RSS MiB (any incarnation)", round(max(peak_rss, peak_rss_mib(broker_pid(broker))), 1)
+    )
     figures("seed", seed)
 
 

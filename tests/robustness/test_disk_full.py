@@ -17,7 +17,14 @@ from helpers.broker_process import BrokerProcess
 from helpers.confluent import consume_all, create_topic, offset_of, value_of
 
 from .conftest import Figures
-from .support import index_problems, last_start_log, scan_partition, skip_or_fail
+from .support import (
+    broker_pid,
+    index_problems,
+    last_start_log,
+    peak_rss_mib,
+    scan_partition,
+    skip_or_fail,
+)
 
 KAFKA_STORAGE_ERROR = 56
 TMPFS_MIB = 24
@@ -166,6 +173,7 @@ def test_full_disk_fails_produce_keeps_reads_and_recovers(
         second_filler.write_bytes(bytes(SECOND_FILLER_MIB * 1024 * 1024))
         acked_second = stream.fill()
         stream.check_log()
+        peak_rss = peak_rss_mib(broker_pid(broker))
         broker.stop()  # SIGTERM: must still exit 0
         stop_log = last_start_log(broker)
         assert re.search(r"append failed: .*No space left on device", stop_log), stop_log[-3000:]
@@ -194,3 +202,4 @@ def test_full_disk_fails_produce_keeps_reads_and_recovers(
     figures("records checked", records)
     figures("segment files checked", segments)
     figures("stderr lines about the full disk", stop_log.count("No space left on device"))
+    figures("peak RSS MiB", round(peak_rss, 1))

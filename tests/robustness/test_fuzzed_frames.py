@@ -45,14 +45,9 @@ PAIRS = [
 ]
 
 
-# Handler exceptions the fuzzer finds that are not fixed yet: the connection is closed (the
-# contract holds) but the broker logs a traceback. Each names the line and says why.
-KNOWN_HANDLER_BUGS = {
-    # Metadata v10-11 asking by topic id (null name): the response echoes the null name in a
-    # version where it is not nullable, and encoding it raises. Kafka refuses such a request
-    # (InvalidRequestException: topic names can not be null before v12).
-    "ValueError: null for a non-nullable string",
-}
+# Handler exceptions the fuzzer may find and that are not fixed yet (none today): the
+# connection is closed, so the contract holds, but the broker logs a traceback.
+KNOWN_HANDLER_BUGS: set[str] = set()
 
 
 def handler_bugs(log: str) -> Counter[str]:

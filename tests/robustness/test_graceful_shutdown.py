@@ -27,7 +27,7 @@ from helpers.confluent import (
 )
 
 from .conftest import Figures
-from .support import last_start_log
+from .support import broker_pid, last_start_log, peak_rss_mib
 
 PARTITIONS = 3
 PRODUCERS = 3
@@ -145,6 +145,7 @@ def test_sigterm_under_load_is_clean(broker_factory: BrokerFactory, figures: Fig
     raw = [_raw_in_flight(broker.port) for _ in range(RAW_CLIENTS)]
     acked_before = {i for s in streamers for i in s.log.delivered}
 
+    peak_rss = peak_rss_mib(broker_pid(broker))
     began = time.monotonic()
     broker.stop()  # SIGTERM; asserts exit code 0
     stop_s = time.monotonic() - began
@@ -189,4 +190,5 @@ def test_sigterm_under_load_is_clean(broker_factory: BrokerFactory, figures: Fig
     figures("acked before SIGTERM", len(acked_before))
     figures("consumed under load", consumed)
     figures("stop s", round(stop_s, 2))
+    figures("peak RSS MiB under load", round(peak_rss, 1))
     figures("in-flight answers before close (of 50 each)", (min(answered), max(answered)))

@@ -146,6 +146,7 @@ STATS: dict[str, int] = {"examples": 0, "operations": 0, "faults fired": 0, "fai
 @settings(
     max_examples=150,
     deadline=None,
+    database=None,  # keep the shared work tree free of example databases
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(ops=ops, flush_each=st.booleans())

@@ -165,9 +165,13 @@ class KafkaClient:
         await self.refresh_metadata([])
 
     async def _any_connection(self) -> BrokerConnection:
-        """A live connection to some broker: an existing one, a known broker, or bootstrap."""
-        for conn in self._connections.values():
-            if not conn.is_closed:
+        """A live connection to some broker: an existing one, a known broker, or bootstrap.
+
+        Only default-lane connections: the fetch and coordinator lanes carry requests that
+        wait (long-poll Fetch, JoinGroup), and the broker answers a connection in order.
+        """
+        for (_node, lane), conn in self._connections.items():
+            if lane == "" and not conn.is_closed:
                 return conn
         if self._bootstrap_conn is not None and not self._bootstrap_conn.is_closed:
             return self._bootstrap_conn

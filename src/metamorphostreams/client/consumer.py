@@ -24,7 +24,8 @@ from typing import Any
 from ..protocol._generated.fetch import FetchRequest, FetchResponse
 from ..protocol.errors import DecodeError, ErrorCode
 from ..protocol.records import ControlRecordType, iter_batches, parse_control_key
-from ._group import ClassicMember, ConsumerProtocolMember, GroupCoordinatorClient
+from ._group import ClassicMember, GroupCoordinatorClient
+from ._kip848 import ConsumerProtocolMember
 from ._offsets import EARLIEST, LATEST, list_offsets
 from ._records import ConsumerRecord
 from .cluster import KafkaClient, TopicPartition

@@ -22,6 +22,14 @@ _I32 = struct.Struct(">i")
 _U32 = struct.Struct(">I")
 _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
+_unpack_i16 = _I16.unpack_from
+_unpack_u16 = _U16.unpack_from
+_unpack_i32 = _I32.unpack_from
+_unpack_u32 = _U32.unpack_from
+_unpack_i64 = _I64.unpack_from
+_pack_i16 = _I16.pack
+_pack_i32 = _I32.pack
+_pack_i64 = _I64.pack
 
 ZERO_UUID = uuid.UUID(int=0)
 # Constructor default of generated fields that may be null: "not given", as opposed to None.
@@ -32,7 +40,12 @@ INLINE_RECORDS_LIMIT = 1024  # smaller record blobs are copied inline: one part 
 
 
 class Reader:
-    """Reads primitives from a memoryview, raising DecodeError on any truncation. Not task-safe."""
+    """Reads primitives from a memoryview, raising DecodeError on any truncation. Not task-safe.
+
+    The fixed-size reads check bounds inline rather than through ``_take``, and one-byte
+    varints (every length and tag count below 128) skip the varint loop: these are the
+    calls every request makes dozens of times.
+    """
 
     __slots__ = ("buf", "end", "pos")
 
@@ -51,23 +64,56 @@ class Reader:
         self.pos = pos + n
         return pos
 
+    def _truncated(self, n: int) -> DecodeError:
+        return DecodeError(f"truncated: need {n} bytes at {self.pos}, have {self.end - self.pos}")
+
     def int8(self) -> int:
-        return int(_I8.unpack_from(self.buf, self._take(1))[0])
+        pos = self.pos
+        if pos + 1 > self.end:
+            raise self._truncated(1)
+        self.pos = pos + 1
+        value: int = self.buf[pos]
+        return value - 256 if value > 127 else value
 
     def int16(self) -> int:
-        return int(_I16.unpack_from(self.buf, self._take(2))[0])
+        pos = self.pos
+        if pos + 2 > self.end:
+            raise self._truncated(2)
+        self.pos = pos + 2
+        value: int = _unpack_i16(self.buf, pos)[0]
+        return value
 
     def uint16(self) -> int:
-        return int(_U16.unpack_from(self.buf, self._take(2))[0])
+        pos = self.pos
+        if pos + 2 > self.end:
+            raise self._truncated(2)
+        self.pos = pos + 2
+        value: int = _unpack_u16(self.buf, pos)[0]
+        return value
 
     def int32(self) -> int:
-        return int(_I32.unpack_from(self.buf, self._take(4))[0])
+        pos = self.pos
+        if pos + 4 > self.end:
+            raise self._truncated(4)
+        self.pos = pos + 4
+        value: int = _unpack_i32(self.buf, pos)[0]
+        return value
 
     def uint32(self) -> int:
-        return int(_U32.unpack_from(self.buf, self._take(4))[0])
+        pos = self.pos
+        if pos + 4 > self.end:
+            raise self._truncated(4)
+        self.pos = pos + 4
+        value: int = _unpack_u32(self.buf, pos)[0]
+        return value
 
     def int64(self) -> int:
-        return int(_I64.unpack_from(self.buf, self._take(8))[0])
+        pos = self.pos
+        if pos + 8 > self.end:
+            raise self._truncated(8)
+        self.pos = pos + 8
+        value: int = _unpack_i64(self.buf, pos)[0]
+        return value
 
     def float64(self) -> float:
         return float(_F64.unpack_from(self.buf, self._take(8))[0])
@@ -80,6 +126,15 @@ class Reader:
         return uuid.UUID(bytes=bytes(self.buf[pos : pos + 16]))
 
     def uvarint(self) -> int:
+        pos = self.pos
+        if pos < self.end:
+            b: int = self.buf[pos]
+            if b < 0x80:
+                self.pos = pos + 1
+                return b
+        return self._uvarint_long()
+
+    def _uvarint_long(self) -> int:
         result = 0
         shift = 0
         buf = self.buf
@@ -107,7 +162,10 @@ class Reader:
             if n == -1 and nullable:
                 return None
             raise DecodeError("null or negative length for a non-nullable string")
-        pos = self._take(n)
+        pos = self.pos
+        if pos + n > self.end:
+            raise self._truncated(n)
+        self.pos = pos + n
         try:
             return str(self.buf[pos : pos + n], "utf-8")
         except UnicodeDecodeError as e:
@@ -115,7 +173,7 @@ class Reader:
 
     def bytes(self, compact: _Bool, nullable: _Bool) -> _Bytes | None:
         view = self.records(compact, nullable)
-        return None if view is None else bytes(view)
+        return None if view is None else _Bytes(view)
 
     def records(self, compact: _Bool, nullable: _Bool) -> memoryview | None:
         n = self._length(compact)
@@ -123,7 +181,10 @@ class Reader:
             if n == -1 and nullable:
                 return None
             raise DecodeError("null or negative length for a non-nullable field")
-        pos = self._take(n)
+        pos = self.pos
+        if pos + n > self.end:
+            raise self._truncated(n)
+        self.pos = pos + n
         return self.buf[pos : pos + n]
 
     def array_length(self, compact: _Bool, nullable: _Bool) -> int:
@@ -141,6 +202,10 @@ class Reader:
 
     def skip_tagged_fields(self) -> None:
         """Skip a tagged-field section whose tags are all unknown to this version."""
+        pos = self.pos
+        if pos < self.end and self.buf[pos] == 0:  # no tagged fields: nearly always
+            self.pos = pos + 1
+            return
         for _ in range(self.uvarint()):
             self.uvarint()
             self._take(self.uvarint())
@@ -159,19 +224,19 @@ class Writer:
         self.buf += _I8.pack(v)
 
     def int16(self, v: int) -> None:
-        self.buf += _I16.pack(v)
+        self.buf += _pack_i16(v)
 
     def uint16(self, v: int) -> None:
         self.buf += _U16.pack(v)
 
     def int32(self, v: int) -> None:
-        self.buf += _I32.pack(v)
+        self.buf += _pack_i32(v)
 
     def uint32(self, v: int) -> None:
         self.buf += _U32.pack(v)
 
     def int64(self, v: int) -> None:
-        self.buf += _I64.pack(v)
+        self.buf += _pack_i64(v)
 
     def float64(self, v: float) -> None:
         self.buf += _F64.pack(v)
@@ -184,6 +249,9 @@ class Writer:
 
     def uvarint(self, v: int) -> None:
         buf = self.buf
+        if 0 <= v < 0x80:
+            buf.append(v)
+            return
         while v >= 0x80:
             buf.append((v & 0x7F) | 0x80)
             v >>= 7

@@ -16,12 +16,14 @@ from pathlib import Path
 from types import TracebackType
 
 from ..cluster.metadata import MetadataStore, new_kafka_uuid, uuid_to_kafka
-from .config import BrokerConfig
+from ..storage import LogConfigError
+from .config import BrokerConfig, ConfigError
 from .connection import Connection, ConnectionQuotas, resolve_overrides
 from .dispatch import Dispatcher
 from .group_runtime import GroupRuntime
 from .handlers import HANDLERS
 from .replica_manager import ReplicaManager
+from .topic_configs import broker_defaults
 
 log = logging.getLogger("metamorphostreams.server")
 
@@ -49,6 +51,10 @@ class Broker:
             given["broker.id"] = str(broker_id)
             given.setdefault("node.id", str(broker_id))
         self.config = BrokerConfig.from_props(given)
+        try:
+            broker_defaults(self.config.props)  # the log.* keys, checked before anything starts
+        except LogConfigError as e:
+            raise ConfigError(str(e)) from None
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port

@@ -686,11 +686,16 @@ class LogSegment:
     def sync_handles(self) -> list[int]:
         """New descriptors of the segment's files, for an fsync off the loop thread."""
         fds = [os.dup(self.fd)]
-        for path in (self.offset_index.path, self.time_index.path):
-            try:
-                fds.append(os.open(path, os.O_RDONLY))
-            except FileNotFoundError:
-                pass
+        try:
+            for path in (self.offset_index.path, self.time_index.path):
+                try:
+                    fds.append(os.open(path, os.O_RDONLY))
+                except FileNotFoundError:
+                    pass
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
         return fds
 
     def flush(self) -> None:

@@ -53,6 +53,12 @@ class FetchRequest(Message):
             if flexible:
                 w.uvarint(0)
 
+        def _is_default(self) -> bool:
+            return (
+                self.replica_id == -1
+                and self.replica_epoch == -1
+            )
+
     class FetchPartition(Message):
         __slots__ = ('partition', 'current_leader_epoch', 'fetch_offset', 'last_fetched_epoch', 'log_start_offset', 'partition_max_bytes', 'replica_directory_id', 'high_watermark')
 
@@ -354,7 +360,7 @@ class FetchRequest(Message):
                 w.string(self.cluster_id, True, version >= 12)
                 tagged.append((0, w.getvalue()))
                 w = sub
-            if version >= 15 and self.replica_state != FetchRequest.ReplicaState():
+            if version >= 15 and not self.replica_state._is_default():
                 sub = w
                 w = Writer()
                 self.replica_state.write(w, version)
@@ -405,6 +411,12 @@ class FetchResponse(Message):
             if flexible:
                 w.uvarint(0)
 
+        def _is_default(self) -> bool:
+            return (
+                self.epoch == -1
+                and self.end_offset == -1
+            )
+
     class LeaderIdAndEpoch(Message):
         __slots__ = ('leader_id', 'leader_epoch')
 
@@ -442,6 +454,12 @@ class FetchResponse(Message):
             if flexible:
                 w.uvarint(0)
 
+        def _is_default(self) -> bool:
+            return (
+                self.leader_id == -1
+                and self.leader_epoch == -1
+            )
+
     class SnapshotId(Message):
         __slots__ = ('end_offset', 'epoch')
 
@@ -470,6 +488,12 @@ class FetchResponse(Message):
             w.int32(self.epoch)
             if flexible:
                 w.uvarint(0)
+
+        def _is_default(self) -> bool:
+            return (
+                self.end_offset == -1
+                and self.epoch == -1
+            )
 
     class AbortedTransaction(Message):
         __slots__ = ('producer_id', 'first_offset')
@@ -592,19 +616,19 @@ class FetchResponse(Message):
             w.records(self.records, flexible, True)
             if flexible:
                 tagged: list[tuple[int, bytes]] = []
-                if version >= 12 and self.diverging_epoch != FetchResponse.EpochEndOffset():
+                if version >= 12 and not self.diverging_epoch._is_default():
                     sub = w
                     w = Writer()
                     self.diverging_epoch.write(w, version)
                     tagged.append((0, w.getvalue()))
                     w = sub
-                if version >= 12 and self.current_leader != FetchResponse.LeaderIdAndEpoch():
+                if version >= 12 and not self.current_leader._is_default():
                     sub = w
                     w = Writer()
                     self.current_leader.write(w, version)
                     tagged.append((1, w.getvalue()))
                     w = sub
-                if version >= 12 and self.snapshot_id != FetchResponse.SnapshotId():
+                if version >= 12 and not self.snapshot_id._is_default():
                     sub = w
                     w = Writer()
                     self.snapshot_id.write(w, version)

@@ -255,6 +255,12 @@ class FetchSnapshotResponse(Message):
             if flexible:
                 w.uvarint(0)
 
+        def _is_default(self) -> bool:
+            return (
+                self.leader_id == 0
+                and self.leader_epoch == 0
+            )
+
     class PartitionSnapshot(Message):
         __slots__ = ('index', 'error_code', 'snapshot_id', 'current_leader', 'size', 'position', 'unaligned_records')
 
@@ -311,7 +317,7 @@ class FetchSnapshotResponse(Message):
             w.records(self.unaligned_records, True, False)
             if flexible:
                 tagged: list[tuple[int, bytes]] = []
-                if True and self.current_leader != FetchSnapshotResponse.LeaderIdAndEpoch():
+                if True and not self.current_leader._is_default():
                     sub = w
                     w = Writer()
                     self.current_leader.write(w, version)

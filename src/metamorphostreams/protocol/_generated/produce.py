@@ -212,6 +212,12 @@ class ProduceResponse(Message):
             if flexible:
                 w.uvarint(0)
 
+        def _is_default(self) -> bool:
+            return (
+                self.leader_id == -1
+                and self.leader_epoch == -1
+            )
+
     class PartitionProduceResponse(Message):
         __slots__ = ('index', 'error_code', 'base_offset', 'log_append_time_ms', 'log_start_offset', 'record_errors', 'error_message', 'current_leader')
 
@@ -290,7 +296,7 @@ class ProduceResponse(Message):
                 w.string(self.error_message, flexible, version >= 8)
             if flexible:
                 tagged: list[tuple[int, bytes]] = []
-                if version >= 10 and self.current_leader != ProduceResponse.LeaderIdAndEpoch():
+                if version >= 10 and not self.current_leader._is_default():
                     sub = w
                     w = Writer()
                     self.current_leader.write(w, version)

@@ -169,6 +169,14 @@ class UpdateRaftVoterResponse(Message):
             if flexible:
                 w.uvarint(0)
 
+        def _is_default(self) -> bool:
+            return (
+                self.leader_id == -1
+                and self.leader_epoch == -1
+                and self.host == ''
+                and self.port == 0
+            )
+
     def __init__(
         self,
         *,
@@ -206,7 +214,7 @@ class UpdateRaftVoterResponse(Message):
         w.int16(self.error_code)
         if flexible:
             tagged: list[tuple[int, bytes]] = []
-            if True and self.current_leader != UpdateRaftVoterResponse.CurrentLeader():
+            if True and not self.current_leader._is_default():
                 sub = w
                 w = Writer()
                 self.current_leader.write(w, version)

@@ -6,8 +6,11 @@ from ...cluster.metadata import TopicInfo, topic_name_error
 from ...protocol._generated.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
 from ...protocol._generated.metadata import MetadataRequest, MetadataResponse
 from ...protocol.errors import ErrorCode
+from ..connection import CloseConnection
 from ..dispatch import RequestContext
 from ..replica_manager import LEADER_EPOCH
+
+TOPIC_ID_LOOKUP_VERSION = 12  # Metadata v12+: topics may be named by id alone
 
 
 def _topic(ctx: RequestContext, info: TopicInfo) -> MetadataResponse.MetadataResponseTopic:
@@ -49,6 +52,10 @@ async def handle_metadata(ctx: RequestContext, req: MetadataRequest) -> Metadata
         seen: set[str] = set()
         for wanted in req.topics or []:
             name = wanted.name
+            if name is None and ctx.api_version < TOPIC_ID_LOOKUP_VERSION:
+                raise CloseConnection(
+                    f"Topic name can not be null for Metadata version {ctx.api_version}"
+                )
             if name is None:
                 # v10+ may address topics by id only
                 info = store.topic_by_id(wanted.topic_id)

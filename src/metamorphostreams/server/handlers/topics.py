@@ -15,7 +15,9 @@ from ...protocol.errors import ErrorCode
 from ..dispatch import RequestContext
 from ..topic_configs import describe_topic_configs, validate_topic_configs
 
-MAX_PARTITIONS = 1 << 20  # far beyond what one broker's file handles allow; Kafka has no cap
+# Kafka's controller refuses more new partitions than this in one request
+# (ReplicationControlManager's per-batch cap); creating them is not free here either.
+MAX_PARTITIONS = 10_000
 Result = CreateTopicsResponse.CreatableTopicResult
 
 
@@ -73,10 +75,17 @@ def _check_new_topic(
             partitions = int(broker.config["num.partitions"])
         if replication == -1:
             replication = int(broker.config["default.replication.factor"])
-        if partitions <= 0 or partitions > MAX_PARTITIONS:
+        if partitions <= 0:
             return (
                 ErrorCode.INVALID_PARTITIONS,
                 "Number of partitions was set to an invalid non-positive value.",
+                0,
+                {},
+            )
+        if partitions > MAX_PARTITIONS:
+            return (
+                ErrorCode.INVALID_PARTITIONS,
+                "Excessively large number of partitions per request.",
                 0,
                 {},
             )
@@ -235,12 +244,12 @@ async def handle_create_partitions(
                 Res(name=topic.name, error_code=ErrorCode.INVALID_PARTITIONS, error_message=msg)
             )
             continue
-        if topic.count > MAX_PARTITIONS:
+        if topic.count - current > MAX_PARTITIONS:
             results.append(
                 Res(
                     name=topic.name,
                     error_code=ErrorCode.INVALID_PARTITIONS,
-                    error_message="Number of partitions is too large.",
+                    error_message="Excessively large number of partitions per request.",
                 )
             )
             continue
