@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -16,7 +17,8 @@ from pathlib import Path
 from types import TracebackType
 
 from ..cluster.metadata import MetadataStore, new_kafka_uuid, uuid_to_kafka
-from ..storage import LogConfigError
+from ..coordinator import GroupCoordinatorConfig
+from ..storage import SERVER_SYNONYMS, LogConfigError
 from .config import BrokerConfig, ConfigError
 from .connection import Connection, ConnectionQuotas, resolve_overrides
 from .dispatch import Dispatcher
@@ -28,6 +30,11 @@ from .topic_configs import broker_defaults
 log = logging.getLogger("metamorphostreams.server")
 
 META_PROPERTIES = "meta.properties"
+# Broker keys read by the storage and coordinator configs rather than BrokerConfig itself.
+_OTHER_KNOWN_KEYS = frozenset(
+    {key for synonyms in SERVER_SYNONYMS.values() for key, _factor in synonyms}
+    | {f.name.replace("_", ".") for f in dataclasses.fields(GroupCoordinatorConfig)}
+)
 
 
 def wall_clock_ms() -> int:
@@ -77,7 +84,7 @@ class Broker:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        for key in self.config.unknown_keys():
+        for key in self.config.unknown_keys(_OTHER_KNOWN_KEYS):
             log.warning("the configuration '%s' was supplied but isn't a known config", key)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.metadata = MetadataStore(self.data_dir)

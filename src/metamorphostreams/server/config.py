@@ -151,8 +151,8 @@ class BrokerConfig:
     def __getitem__(self, name: str) -> Any:
         return self.values[name] if name in self.values else self.props[name]
 
-    def unknown_keys(self) -> list[str]:
-        return sorted(k for k in self.props if k not in KEYS)
+    def unknown_keys(self, also_known: frozenset[str] = frozenset()) -> list[str]:
+        return sorted(k for k in self.props if k not in KEYS and k not in also_known)
 
     @property
     def broker_id(self) -> int:
