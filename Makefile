@@ -30,6 +30,9 @@ reference-kafka:
 test-reference: install reference-kafka
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/reference tests/interop $(PYTEST_ARGS)
 
+bench: install reference-kafka
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check src tools tests
 	$(BIN)/mypy

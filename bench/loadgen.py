@@ -278,7 +278,7 @@ def _fetch_request(correlation: int, topic: bytes, offsets: dict[int, int]) -> b
 
 
 def _parse_fetch(buf: memoryview, offsets: dict[int, int], hws: dict[int, int]) -> int:
-    """Advance `offsets` past the complete batches of each partition; the record bytes."""
+    """Advance `offsets` past the complete batches of each partition; their bytes."""
     pos = 4  # correlation id
     pos = _skip_tags(buf, pos)
     pos += 4  # throttle
@@ -315,7 +315,7 @@ def _parse_fetch(buf: memoryview, offsets: dict[int, int], hws: dict[int, int]) 
                 (delta,) = _I32.unpack_from(buf, batch + LAST_OFFSET_DELTA_AT)
                 offsets[partition] = base + delta + 1
                 batch += BATCH_OVERHEAD + length
-            total += size
+            total += batch - pos  # whole batches only: a partial one is fetched again
             pos = _skip_tags(buf, end)
         pos = _skip_tags(buf, pos)
     return total

@@ -69,8 +69,8 @@ PYCACHE_DIR = BENCH_DIR / "out" / "pycache"
 KIB = 1024
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+BUSY_LOAD = 1.0  # a 1-minute load average above this means others shared the cores
 IDLE_SETTLE_S = 3.0  # after ready, before idle RSS: lazy start-up work (JIT, timers) is done
-BETWEEN_RUNS_S = 1.0  # background work of the previous run (flushes, GC) settles first
 WORKER_LIMIT_S = 600.0  # a load generator still running after this is stuck
 
 BROKERS = ("ours", "base", "kafka")  # base: ours from another source tree (--baseline-src)
@@ -99,6 +99,8 @@ class Plan:
     latency_s: float
     latency_warmup_s: float
     loopback_s: float
+    idle_settle_s: float
+    between_runs_s: float  # background work of the previous run (flushes, GC) settles first
 
 
 FULL = Plan(
@@ -112,6 +114,8 @@ FULL = Plan(
     latency_s=10.0,
     latency_warmup_s=2.0,
     loopback_s=3.0,
+    idle_settle_s=IDLE_SETTLE_S,
+    between_runs_s=1.0,
 )
 QUICK = Plan(
     rounds=1,
@@ -119,11 +123,13 @@ QUICK = Plan(
     consume_bytes=32 * MIB,
     produce_1k_bytes=32 * MIB,
     produce_1k_acksall_bytes=16 * MIB,
-    produce_100b_messages=200_000,
+    produce_100b_messages=100_000,
     consume_client_rounds=1,
-    latency_s=2.0,
-    latency_warmup_s=0.5,
-    loopback_s=1.0,
+    latency_s=1.0,
+    latency_warmup_s=0.3,
+    loopback_s=0.5,
+    idle_settle_s=1.0,
+    between_runs_s=0.2,
 )
 
 
@@ -389,6 +395,7 @@ class Bench:
         msgps: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
         client: dict[str, list[float]] = {}
+        cores: dict[str, list[float]] = {}
         for r in range(self.plan.rounds):
             for broker in self.order(r):
                 topic = f"{figure}-r{r}"
@@ -398,13 +405,14 @@ class Bench:
                 msgps.setdefault(broker.name, []).append(result.messages / result.elapsed_s)
                 cpu.setdefault(broker.name, []).append(result.broker_cpu_s / (result.bytes / 1e9))
                 client.setdefault(broker.name, []).append(result.client_cpu_s / result.elapsed_s)
+                cores.setdefault(broker.name, []).append(result.broker_cpu_s / result.elapsed_s)
                 self.log(
                     f"{figure} r{r} {broker.name}: {rate / 1e6:.1f} MB/s, "
                     f"{result.messages / result.elapsed_s:,.0f} msg/s, broker "
                     f"{result.broker_cpu_s / result.elapsed_s:.2f} cores, client "
                     f"{result.client_cpu_s / result.elapsed_s:.2f} cores"
                 )
-                time.sleep(BETWEEN_RUNS_S)
+                time.sleep(self.plan.between_runs_s)
         rates = [(f"{figure}_mbps", "MB/s", mbps), (f"{figure}_msgps", "msg/s", msgps)]
         if size < KIB:
             rates.reverse()  # small messages: the message rate is the headline
@@ -412,6 +420,9 @@ class Bench:
             self.add(name, unit, True, _medians(values))
         if figure == "produce_1k_acks1":
             self.add("cpu_s_per_gb", "CPU s/GB", False, _medians(cpu))
+        # Who was busy: a client near its ceiling (~1 core of Python, more with librdkafka's
+        # threads) means the figure is the client's, for that broker.
+        self.add(f"{figure}_broker_cores", "cores", False, _medians(cores))
         self.add(f"{figure}_client_cores", "cores", False, _medians(client))
 
     # -- consume
@@ -429,7 +440,7 @@ class Bench:
 
     def consume_figure(self, figure: str, rounds: int) -> None:
         self.ensure_consume_topic()
-        time.sleep(BETWEEN_RUNS_S)
+        time.sleep(self.plan.between_runs_s)
         mbps: dict[str, list[float]] = {}
         msgps: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
@@ -455,7 +466,7 @@ class Bench:
                     f"{result.broker_cpu_s / result.elapsed_s:.2f} cores, client "
                     f"{result.client_cpu_s / result.elapsed_s:.2f} cores"
                 )
-                time.sleep(BETWEEN_RUNS_S)
+                time.sleep(self.plan.between_runs_s)
         self.add(f"{figure}_mbps", "MB/s", True, _medians(mbps))
         self.add(f"{figure}_msgps", "msg/s", True, _medians(msgps))
         self.add(f"{figure}_cpu_s_per_gb", "CPU s/GB", False, _medians(cpu))
@@ -465,7 +476,7 @@ class Bench:
     def latency_figure(self) -> None:
         pooled: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
-        for r in range(max(self.plan.rounds - 1, 1)):
+        for r in range(self.plan.rounds):
             for broker in self.order(r):
                 topic = f"latency-r{r}"
                 create_topic(broker.bootstrap, topic, self.partitions)
@@ -479,12 +490,12 @@ class Bench:
                 per_msg = result.broker_cpu_s / result.messages * 1e6
                 cpu.setdefault(broker.name, []).append(per_msg)
                 self.log(
-                    f"latency r{r} {broker.name}: {len(samples)} acks, "
-                    f"p50 {_percentile(samples, 50):.2f} ms, p99 {_percentile(samples, 99):.2f} ms"
+                    f"latency r{r} {broker.name}: {len(samples)} acks, p50 "
+                    f"{_fmt(_percentile(samples, 50))} ms, p99 {_fmt(_percentile(samples, 99))} ms"
                     f", rate {result.messages / result.elapsed_s:,.0f} msg/s, broker "
                     f"{per_msg:.0f} CPU us/msg"
                 )
-                time.sleep(BETWEEN_RUNS_S)
+                time.sleep(self.plan.between_runs_s)
         for pct in (50, 99):
             values = {n: _percentile(s, pct) for n, s in pooled.items()}
             self.add(f"produce_p{pct}_ms", "ms", False, dict(values))
@@ -503,9 +514,9 @@ def _medians(values: dict[str, list[float]]) -> dict[str, float | None]:
     return {name: statistics.median(v) for name, v in values.items()}
 
 
-def _percentile(samples: list[float], pct: float) -> float:
+def _percentile(samples: list[float], pct: float) -> float | None:
     if not samples:
-        return float("nan")
+        return None
     ordered = sorted(samples)
     rank = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
     return float(ordered[rank])
@@ -550,6 +561,14 @@ def print_table(figures: list[Figure], meta: dict[str, Any]) -> None:
         f"{meta['loopback_mbps']:.0f} MB/s; load average {meta['loadavg_start']} at start, "
         f"{meta['loadavg_end']} at end; {meta['elapsed_s']:.0f} s"
     )
+    if meta["quick"]:
+        print("--quick: a smoke run; cold JVM, tiny sizes: these figures compare nothing.")
+    busiest = max(float(meta[k].split()[0]) for k in ("loadavg_start", "loadavg_end"))
+    if busiest > BUSY_LOAD:
+        print(
+            f"warning: load average {busiest:.1f} on {os.cpu_count()} cores: other processes "
+            "shared the machine, and the figures are noisier for it."
+        )
 
 
 def _fmt_ratio(v: float | None) -> str:
@@ -581,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure our broker from this source tree (its src/ folder) as 'base'",
     )
     parser.add_argument("--rounds", type=int, default=0, help="override the rounds per figure")
+    parser.add_argument("--startup-rounds", type=int, default=-1, help="override start-ups")
     parser.add_argument("--producers", type=int, default=1, help="producer processes per run")
     parser.add_argument("--partitions", type=int, default=1, help="partitions per topic")
     parser.add_argument("--profile", action="store_true", help="py-spy our broker")
@@ -591,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.rounds:
         plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
+    if args.startup_rounds >= 0:
+        plan = Plan(**{**plan.__dict__, "startup_rounds": args.startup_rounds})
     only = [f for f in args.only.split(",") if f] or list(FIGURES)
     unknown = set(only) - set(FIGURES)
     if unknown:
@@ -658,7 +680,7 @@ def run_figures(bench: Bench, names: list[str], only: list[str], root: Path) -> 
         broker = bench.brokers[name] = STARTERS[name](root / name)
         startup.setdefault(name, []).append(broker.startup_s)
         bench.log(f"{name} up on {broker.bootstrap} (pid {broker.pid}) in {broker.startup_s:.3f} s")
-    time.sleep(IDLE_SETTLE_S)
+    time.sleep(plan.idle_settle_s)
     bench.add("startup_s", "s", False, _medians(startup))
     bench.add(
         "idle_rss_mb", "MB", False, {n: procstat.rss_mb(b.pid) for n, b in bench.brokers.items()}

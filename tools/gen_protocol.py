@@ -477,21 +477,37 @@ def generate(schema_dir: Path, out_dir: Path) -> dict[str, str]:
     )
     for mod, lines in modules.items():
         files[f"{mod}.py"] = prelude + "\n".join(lines).rstrip() + "\n"
-    init = [BANNER, "# ruff: noqa", "from __future__ import annotations", ""]
-    names = []
-    for _key, _kind, mod, cls in sorted(registry):
-        init.append(f"from .{mod} import {cls}")
-        names.append(cls)
-    for mod, cls in sorted(data_classes):
-        init.append(f"from .{mod} import {cls}")
-        names.append(cls)
+    files["__init__.py"] = package_init(registry, data_classes)
+    return files
+
+
+def package_init(
+    registry: list[tuple[int, str, str, str]], data_classes: list[tuple[str, str]]
+) -> str:
+    """The package's ``__init__``: every class by name and the API-key tables, with each
+    module imported only when one of its classes is first asked for (start-up time)."""
+    classes = [(mod, cls) for _key, _kind, mod, cls in sorted(registry)] + sorted(data_classes)
+    init = [
+        BANNER.rstrip("\n"),
+        "# ruff: noqa",
+        "from __future__ import annotations",
+        "",
+        "from importlib import import_module",
+        "from typing import TYPE_CHECKING, Any",
+        "",
+        "from .._message import LazyClassMap",
+        "",
+        "if TYPE_CHECKING:",
+    ]
+    init.extend(f"    from .{mod} import {cls}" for mod, cls in classes)
     init.append("")
-    init.append("REQUEST_CLASSES: dict[int, Any] = {")
-    init.extend(f"    {k}: {c}," for k, kind, _m, c in sorted(registry) if kind == "request")
+    init.append("_MODULES: dict[str, str] = {")
+    init.extend(f"    {cls!r}: {mod!r}," for mod, cls in classes)
     init.append("}")
-    init.append("RESPONSE_CLASSES: dict[int, Any] = {")
-    init.extend(f"    {k}: {c}," for k, kind, _m, c in sorted(registry) if kind == "response")
-    init.append("}")
+    for table, kind in (("REQUEST_CLASSES", "request"), ("RESPONSE_CLASSES", "response")):
+        init.append(f"{table}: LazyClassMap = LazyClassMap(__name__, _MODULES, {{")
+        init.extend(f"    {k}: {c!r}," for k, kd, _m, c in sorted(registry) if kd == kind)
+        init.append("})")
     init.append("API_NAMES: dict[int, str] = {")
     init.extend(
         f"    {k}: {c[: -len('Request')]!r},"
@@ -500,12 +516,21 @@ def generate(schema_dir: Path, out_dir: Path) -> dict[str, str]:
     )
     init.append("}")
     init.append("")
+    init.append("")
+    init.append("def __getattr__(name: str) -> Any:")
+    init.append("    module = _MODULES.get(name)")
+    init.append("    if module is None:")
+    init.append("        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')")
+    init.append("    value = getattr(import_module(f'.{module}', __name__), name)")
+    init.append("    globals()[name] = value")
+    init.append("    return value")
+    init.append("")
+    init.append("")
     init.append("__all__ = [")
-    init.extend(f"    {n!r}," for n in ["REQUEST_CLASSES", "RESPONSE_CLASSES", "API_NAMES", *names])
+    names = ["REQUEST_CLASSES", "RESPONSE_CLASSES", "API_NAMES", *(c for _m, c in classes)]
+    init.extend(f"    {n!r}," for n in names)
     init.append("]")
-    init.insert(4, "from typing import Any\n")
-    files["__init__.py"] = "\n".join(init) + "\n"
-    return files
+    return "\n".join(init) + "\n"
 
 
 def main(argv: list[str]) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from importlib import import_module
 from typing import Any, Self
 
 from ._primitives import Reader, Writer, part_bytes
@@ -61,3 +63,43 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, memoryview) or isinstance(b, memoryview):
         return a is not None and b is not None and bytes(a) == bytes(b)
     return bool(a == b)
+
+
+class LazyClassMap(Mapping[int, Any]):
+    """API key -> generated message class, importing the class's module the first time the
+    key is looked up: a broker or client starts without importing the modules of the APIs
+    it never meets. Read-only; safe to share (imports take Python's import lock).
+    """
+
+    __slots__ = ("_loaded", "_modules", "_names", "_package")
+
+    def __init__(self, package: str, modules: Mapping[str, str], names: Mapping[int, str]):
+        self._package = package
+        self._modules = modules  # class name -> module name inside the package
+        self._names = names  # api key -> class name
+        self._loaded: dict[int, Any] = {}
+
+    def __getitem__(self, key: int) -> Any:
+        try:
+            return self._loaded[key]
+        except KeyError:
+            pass
+        name = self._names[key]  # KeyError for an unknown key, as a dict raises
+        cls = getattr(import_module(f".{self._modules[name]}", self._package), name)
+        self._loaded[key] = cls
+        return cls
+
+    def get(self, key: int, default: Any = None) -> Any:
+        cls = self._loaded.get(key)
+        if cls is not None:
+            return cls
+        return self[key] if key in self._names else default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)

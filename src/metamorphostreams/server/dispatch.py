@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol._generated import API_NAMES, REQUEST_CLASSES
 from ..protocol._generated.api_versions import ApiVersionsResponse
-from ..protocol._primitives import Writer
+from ..protocol._primitives import Reader, Writer
 from ..protocol.api_versions import SERVED
 from ..protocol.errors import DecodeError, ErrorCode
 from ..protocol.headers import (
     API_VERSIONS_KEY,
     RequestHeader,
-    decode_request_header,
     encode_response_header,
     peek_request_ids,
+    request_header_version,
     response_header_version,
 )
 from .connection import CloseConnection, Connection
@@ -55,14 +55,20 @@ _CORRELATION_ID = struct.Struct(">i")
 _NO_TAGGED_FIELDS = b"\0"  # response header v1 ends with an empty tagged-field section
 
 
+def _served_versions() -> list[tuple[int, int]]:
+    return [
+        (api_key, version)
+        for api_key, served in SERVED.items()
+        for version in range(served.served_min, served.max_version + 1)
+    ]
+
+
 def _response_header_tails() -> dict[tuple[int, int], bytes]:
     """What follows the correlation id in the response header of each served (key, version)."""
-    tails: dict[tuple[int, int], bytes] = {}
-    for api_key, served in SERVED.items():
-        for version in range(served.served_min, served.max_version + 1):
-            flexible = response_header_version(api_key, version) >= 1
-            tails[api_key, version] = _NO_TAGGED_FIELDS if flexible else b""
-    return tails
+    return {
+        (key, version): _NO_TAGGED_FIELDS if response_header_version(key, version) else b""
+        for key, version in _served_versions()
+    }
 
 
 class Dispatcher:
@@ -74,7 +80,9 @@ class Dispatcher:
         missing = set(SERVED) - set(handlers)
         if missing:
             raise AssertionError(f"served APIs without a handler: {sorted(missing)}")
+        # Per served (key, version), computed once rather than per request.
         self._header_tails = _response_header_tails()
+        self._header_versions = {kv: request_header_version(*kv) for kv in _served_versions()}
 
     async def handle(self, conn: Connection, frame: bytes) -> list[Any] | None:
         try:
@@ -89,9 +97,9 @@ class Dispatcher:
             raise CloseConnection(
                 f"request api key {api_key} ({name}) version {api_version} is not supported"
             )
-        view = memoryview(frame)
+        reader = Reader(memoryview(frame))
         try:
-            header, reader = decode_request_header(view)
+            header = RequestHeader.read(reader, self._header_versions[api_key, api_version])
             request = REQUEST_CLASSES[api_key].read(reader, api_version)
         except DecodeError as e:
             raise CloseConnection(f"malformed {API_NAMES[api_key]} v{api_version}: {e}") from None

@@ -6,9 +6,21 @@ and sequence) and writes the bytes as received, with baseOffset and leader epoch
 
 from __future__ import annotations
 
+import struct
+
 from ...protocol._generated.produce import ProduceRequest, ProduceResponse
 from ...protocol.errors import DecodeError, ErrorCode
-from ...protocol.record_batch import TRANSACTIONAL_MASK, iter_batch_headers
+from ...protocol.record_batch import (
+    ATTRIBUTES_OFFSET,
+    BATCH_HEADER_SIZE,
+    BATCH_LENGTH_OFFSET,
+    LOG_OVERHEAD,
+    MAGIC_OFFSET,
+    MAGIC_V2,
+    MIN_BATCH_LENGTH,
+    TRANSACTIONAL_MASK,
+    iter_batch_headers,
+)
 from ..connection import CloseConnection
 from ..dispatch import RequestContext
 from ..replica_manager import LEADER_EPOCH
@@ -28,8 +40,20 @@ def _error(index: int, code: ErrorCode, message: str | None = None) -> Partition
     )
 
 
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+
+
 def _batch_shape(records: memoryview) -> tuple[int, bool]:
     """(number of complete batches, any transactional) from the batch headers alone."""
+    size = len(records)
+    if size >= BATCH_HEADER_SIZE and records[MAGIC_OFFSET] == MAGIC_V2:
+        # What every client sends: exactly one well-formed batch. Two fields answer it,
+        # without parsing a whole header (the log parses it once more anyway).
+        (length,) = _INT32.unpack_from(records, BATCH_LENGTH_OFFSET)
+        if length >= MIN_BATCH_LENGTH and LOG_OVERHEAD + length == size:
+            (attributes,) = _INT16.unpack_from(records, ATTRIBUTES_OFFSET)
+            return 1, bool(attributes & TRANSACTIONAL_MASK)
     count = 0
     transactional = False
     try:
