@@ -3,7 +3,7 @@
     python bench/loadgen.py produce  --bootstrap H:P --topic T --size 1024 --count N --acks 1
     python bench/loadgen.py latency  --bootstrap H:P --topic T --size 1024 --rate 2000 --seconds 10
     python bench/loadgen.py fetch    --bootstrap H:P --topic T --partitions 1
-    python bench/loadgen.py consume  --bootstrap H:P --topic T --count N
+    python bench/loadgen.py consume  --bootstrap H:P --topic T --partitions 1
 
 Every command connects and warms up first, prints `ready`, waits for a line on stdin (so that
 `run.py` can start several workers together and sample the broker's CPU around the measured

@@ -1,29 +1,42 @@
 """`make bench`: our broker and Apache Kafka side by side, in the same run, alternating.
 
     .venv/bin/python bench/run.py [--quick] [--only FIGURE,...] [--brokers ours,kafka]
-                                  [--rounds N] [--profile] [--out bench/out/latest.json]
+        [--baseline-src DIR] [--rounds N] [--producers N] [--profile] [--out FILE]
 
-Both brokers run at once on loopback, each in a fresh temporary store. Every figure is
-measured in rounds; each round measures both brokers, and the order flips from round to round
-(ours, Kafka / Kafka, ours / ...), so drift on the machine (other processes, page cache, CPU
-frequency) falls on both. A figure is the median over its rounds (latency: percentiles of
-the pooled samples). Ratio = ours / Kafka, whichever way is better for that figure.
+Both brokers run at once on loopback, each in a fresh temporary store (Kafka 4.3.1 KRaft,
+one combined node, with the JVM options of its start script: `BENCH_JVM_OPTIONS`). Every
+figure is measured in rounds; each round measures every broker, and the order turns from round
+to round (ours, Kafka / Kafka, ours / ...), so drift on the machine (other processes, page
+cache, CPU frequency) falls on both. A figure is the median over its rounds (latency:
+percentiles of the pooled samples). Ratio = ours / Kafka: above 1 is better for MB/s, msg/s
+and %, below 1 for the rest. `--baseline-src DIR` adds our broker run from another source
+tree as a third contender, "base" (before/after comparisons of an optimisation, same run).
 
 The clients are load generators in their own processes (`bench/loadgen.py`):
-- produce: confluent-kafka (librdkafka 2.x) `Producer`, one process by default
-  (`--producers N` for more), linger.ms=5, batch.size=1000000, compression.type=none,
-  enable.idempotence=false, 1 partition, random payloads;
+- produce: confluent-kafka (librdkafka 2.x) `Producer`, one process (`--producers N` for
+  more), linger.ms=5, batch.size=1000000 (librdkafka's defaults), compression.type=none,
+  enable.idempotence=false, topics of 1 partition (`--partitions`), random payloads, a
+  warm-up before the clock starts. `*_broker_cores` and `*_client_cores` say who was busy:
+  a client near its ceiling means that broker's figure is the client's;
 - produce latency: the same producer at a fixed 2,000 msg/s of 1 KiB, acks=all,
-  linger.ms=0, latency = librdkafka's produce-to-acknowledgement time per message;
-- consume: a hand-rolled Fetch v12 client (consumer defaults: fetch.max.bytes 50 MiB,
-  max.partition.fetch.bytes 1 MiB, one fetch in flight) reading the 1 GiB topic from offset 0
-  to its high watermark: what the broker can serve, against the loopback baseline; and
-  librdkafka's `Consumer` over the same topic (`consume_client_*`), what an application sees.
+  linger.ms=0; latency is librdkafka's produce-to-acknowledgement time of each message;
+- consume: a hand-rolled Fetch v12 client (the consumer defaults: fetch.max.bytes 50 MiB,
+  max.partition.fetch.bytes 1 MiB, one fetch in flight) reading a 1 GiB topic of 1 KiB
+  records from offset 0 to its high watermark, counting whole batches only: what the broker
+  serves, held against loopback TCP bandwidth (`bench/loopback.py`, measured between rounds);
+  and librdkafka's `Consumer` over the same topic (`consume_client_*`): what an application
+  sees, bound by the Python client here.
+Start-up: process start to ready, on an empty store, after one unmeasured start of each (page
+cache, bytecode cache). Ours: until the `ready` line (interpreter start included). Kafka: its
+store formatted beforehand, until Metadata lists the node (polled every 0.1 s). Idle RSS:
+VmRSS a few seconds after ready; loaded and peak RSS (VmHWM): after every figure. CPU: utime +
+stime of the broker process (all threads), over the measured part only.
 
 Results: a table on stdout and `bench/out/latest.json`, a list of
-`{"name", "unit", "ours", "kafka", "ratio"}`. MB are 10^6 bytes, GB 10^9 bytes.
-`--profile` records our broker with py-spy during each of our measured runs into
-`bench/out/profile-<figure>.txt` (collapsed stacks; `bench/profile_top.py` summarises them).
+`{"name", "unit", "ours", "kafka", "ratio"}`, plus `latest-meta.json` (load average, loopback,
+options). MB are 10^6 bytes, GB 10^9 bytes. `--profile` records our broker with py-spy
+(`pip install py-spy`) during each of its measured runs into `bench/out/profile-<figure>.txt`
+(collapsed stacks; `bench/profile_top.py` summarises them).
 """
 
 from __future__ import annotations
@@ -91,11 +104,12 @@ class Plan:
 
     rounds: int
     startup_rounds: int
-    consume_bytes: int  # the 1 GiB topic: the first round of produce_1k_acks1 writes it
+    consume_bytes: int  # the topic the consume figures read
     produce_1k_bytes: int
     produce_1k_acksall_bytes: int
     produce_100b_messages: int
     consume_client_rounds: int
+    latency_rounds: int
     latency_s: float
     latency_warmup_s: float
     loopback_s: float
@@ -104,13 +118,14 @@ class Plan:
 
 
 FULL = Plan(
-    rounds=3,
+    rounds=5,
     startup_rounds=2,
     consume_bytes=GIB,
     produce_1k_bytes=512 * MIB,
     produce_1k_acksall_bytes=512 * MIB,
     produce_100b_messages=3_000_000,
     consume_client_rounds=2,
+    latency_rounds=3,
     latency_s=10.0,
     latency_warmup_s=2.0,
     loopback_s=3.0,
@@ -125,6 +140,7 @@ QUICK = Plan(
     produce_1k_acksall_bytes=16 * MIB,
     produce_100b_messages=100_000,
     consume_client_rounds=1,
+    latency_rounds=1,
     latency_s=1.0,
     latency_warmup_s=0.3,
     loopback_s=0.5,
@@ -476,7 +492,7 @@ class Bench:
     def latency_figure(self) -> None:
         pooled: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
-        for r in range(self.plan.rounds):
+        for r in range(self.plan.latency_rounds):
             for broker in self.order(r):
                 topic = f"latency-r{r}"
                 create_topic(broker.bootstrap, topic, self.partitions)
@@ -599,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="also measure our broker from this source tree (its src/ folder) as 'base'",
     )
-    parser.add_argument("--rounds", type=int, default=0, help="override the rounds per figure")
+    parser.add_argument("--rounds", type=int, default=0, help="rounds per figure (5; latency 3)")
     parser.add_argument("--startup-rounds", type=int, default=-1, help="override start-ups")
     parser.add_argument("--producers", type=int, default=1, help="producer processes per run")
     parser.add_argument("--partitions", type=int, default=1, help="partitions per topic")
@@ -610,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = QUICK if args.quick else FULL
     if args.rounds:
-        plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
+        plan = Plan(**{**plan.__dict__, "rounds": args.rounds, "latency_rounds": args.rounds})
     if args.startup_rounds >= 0:
         plan = Plan(**{**plan.__dict__, "startup_rounds": args.startup_rounds})
     only = [f for f in args.only.split(",") if f] or list(FIGURES)

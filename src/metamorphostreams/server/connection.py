@@ -299,14 +299,18 @@ class Connection(asyncio.Protocol):
                 if not region.size:
                     continue
                 await self._wait_written(transport)
-                if self._closed:
-                    return
+                if self._closed or transport.is_closing():
+                    return  # the peer went away meanwhile: nothing left to send it
                 source = _PositionalFile(region.file.fileno(), region.position)
                 self._in_sendfile = True
                 try:
                     await loop.sendfile(
                         transport, cast(BinaryIO, source), region.position, region.size
                     )
+                except RuntimeError:
+                    if transport.is_closing():
+                        return  # closed while sending: not an error of ours
+                    raise
                 finally:
                     self._in_sendfile = False
         if not self._drained.is_set():
