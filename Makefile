@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 PORT ?= 9092
 
-.PHONY: install run test test-reference reference-kafka lint gen gen-check bench clean
+.PHONY: install run test test-reference reference-kafka lint gen gen-check bench bench-quick bench-profile clean
 
 install: $(STAMP)
 
@@ -33,8 +33,16 @@ test-reference: install reference-kafka
 bench: install reference-kafka
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+bench-quick: install reference-kafka
+	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+bench-profile: install reference-kafka
+	$(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python bench/run.py --brokers ours --rounds 1 --profile $(BENCH_ARGS)
+	$(BIN)/python bench/profile_top.py bench/out/profile-*.txt
+
 lint: install
-	$(BIN)/ruff check src tools tests
+	$(BIN)/ruff check src tools tests bench
 	$(BIN)/mypy
 
 gen: install
