@@ -143,7 +143,7 @@ def test_sigterm_under_load_is_clean(broker_factory: BrokerFactory, figures: Fig
     while time.monotonic() < deadline:
         consumed += sum(1 for m in consumer.consume(500, timeout=0.1) if m.error() is None)
     raw = [_raw_in_flight(broker.port) for _ in range(RAW_CLIENTS)]
-    acked_before = {i for s in streamers for i in s.log.delivered}
+    acked_before = {i for s in streamers for i in s.log.delivered.copy()}
 
     peak_rss = peak_rss_mib(broker_pid(broker))
     began = time.monotonic()
@@ -181,7 +181,7 @@ def test_sigterm_under_load_is_clean(broker_factory: BrokerFactory, figures: Fig
             assert mine == sorted(mine), f"partition {partition}: producer {n} out of order"
         ids += part_ids
     assert len(ids) == len(set(ids)), "duplicates after the shutdown"
-    acked = {i for s in streamers for i in s.log.delivered}
+    acked = {i for s in streamers for i in s.log.delivered.copy()}
     assert acked_before <= acked <= set(ids), "acknowledged messages lost"
     failed = sum(len(s.log.failed) for s in streamers)
     assert failed == 0, f"{failed} messages failed"
