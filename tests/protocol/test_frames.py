@@ -1,4 +1,5 @@
-"""FrameSplitter: transactional reads, byte-at-a-time feeding, size limits."""
+"""FrameReader: any chunking yields the same frames, large frames are read in place, size
+limits close the stream."""
 
 from __future__ import annotations
 
@@ -9,57 +10,92 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metamorphostreams.protocol.errors import DecodeError
-from metamorphostreams.protocol.frames import FrameSplitter, FrameTooLarge
+from metamorphostreams.protocol.frames import READ_SIZE, FrameReader, FrameTooLarge
 
 
 def framed(payloads: list[bytes]) -> bytes:
     return b"".join(struct.pack(">i", len(p)) + p for p in payloads)
 
 
+def pattern(size: int) -> bytes:
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
+
+
+def read_through_socket(reader: FrameReader, stream: bytes, cuts: list[int]) -> list[bytearray]:
+    """Deliver ``stream`` as a transport would: each read fills at most what get_buffer()
+    offers, and the reads end at ``cuts``."""
+    got: list[bytearray] = []
+    pos = 0
+    for end in [*cuts, len(stream)]:
+        while pos < end:
+            target = reader.get_buffer()
+            assert len(target) > 0
+            n = min(len(target), end - pos)
+            target[:n] = stream[pos : pos + n]
+            got += reader.buffer_updated(n)
+            pos += n
+    return got
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.binary(max_size=300), max_size=8), st.data())
-def test_any_chunking_yields_the_same_frames(payloads: list[bytes], data: st.DataObject) -> None:
+@given(
+    st.lists(
+        st.one_of(st.binary(max_size=300), st.integers(READ_SIZE // 2 - 8, 3 * READ_SIZE)),
+        max_size=8,
+    ),
+    st.data(),
+)
+def test_any_chunking_yields_the_same_frames(specs: list[bytes | int], data: st.DataObject) -> None:
+    payloads = [s if isinstance(s, bytes) else pattern(s) for s in specs]
     stream = framed(payloads)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
-    splitter = FrameSplitter(1 << 20)
-    got: list[bytes] = []
-    start = 0
-    for end in [*cuts, len(stream)]:
-        splitter.feed(stream[start:end])
-        start = end
-        while (frame := splitter.next_frame()) is not None:
-            got.append(frame)
+    reader = FrameReader(1 << 20)
+    got = read_through_socket(reader, stream, cuts)
     assert got == payloads
-    assert splitter.buffered() == 0
+    assert all(type(frame) is bytearray for frame in got)
+    assert reader.buffered() == 0
 
 
-def test_byte_at_a_time_is_transactional() -> None:
-    stream = framed([b"hello", b"", b"world" * 100])
-    splitter = FrameSplitter(1 << 20)
+def test_byte_at_a_time() -> None:
+    payloads = [b"hello", b"", b"world" * 100, b"x" * (READ_SIZE + 10)]
+    stream = framed(payloads)
+    reader = FrameReader(1 << 20)
     got = []
     for i in range(len(stream)):
-        before = splitter.buffered()
-        splitter.feed(stream[i : i + 1])
-        frame = splitter.next_frame()
-        if frame is None:
-            assert splitter.buffered() == before + 1  # nothing consumed on a short read
-        else:
-            got.append(frame)
-    assert got == [b"hello", b"", b"world" * 100]
+        got += reader.feed(stream[i : i + 1])
+        assert reader.buffered() == i + 1 - sum(len(f) + 4 for f in got)
+    assert got == payloads
+
+
+def test_a_large_frame_is_read_into_its_own_buffer() -> None:
+    payload = bytes(range(256)) * 1024  # 256 KiB
+    stream = framed([payload])
+    reader = FrameReader(1 << 20)
+    assert reader.feed(stream[:100]) == []
+    target = reader.get_buffer()
+    # The rest of the frame, and no more, is offered in one piece: the socket reads it in.
+    assert len(target) == len(payload) - 96
+    target[:] = stream[100:]
+    (frame,) = reader.buffer_updated(len(target))
+    assert frame == payload
+    assert len(reader.get_buffer()) == READ_SIZE  # back to the shared buffer
+
+
+def test_frames_are_independent_copies() -> None:
+    reader = FrameReader(1 << 20)
+    first, second = reader.feed(framed([b"aaaa", b"bbbb"]))
+    first[:] = b"zzzz"
+    assert second == b"bbbb"
+    (third,) = reader.feed(framed([b"cccc"]))
+    assert (first, second, third) == (b"zzzz", b"bbbb", b"cccc")
 
 
 def test_oversized_and_negative_sizes_raise() -> None:
-    splitter = FrameSplitter(100)
-    splitter.feed(struct.pack(">i", 101))
     with pytest.raises(FrameTooLarge):
-        splitter.next_frame()
-    negative = FrameSplitter(100)
-    negative.feed(struct.pack(">i", -5))
+        FrameReader(100).feed(struct.pack(">i", 101))
     with pytest.raises(DecodeError):
-        negative.next_frame()
+        FrameReader(100).feed(struct.pack(">i", -5))
 
 
 def test_exactly_the_limit_is_accepted() -> None:
-    splitter = FrameSplitter(10)
-    splitter.feed(framed([b"x" * 10]))
-    assert splitter.next_frame() == b"x" * 10
+    assert FrameReader(10).feed(framed([b"x" * 10])) == [b"x" * 10]

@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from helpers.kafka_wire import unsigned_varint as uvarint
 from hypothesis import strategies as st
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "kafka-protocol" / "messages"
@@ -156,18 +157,6 @@ def schema_by_key() -> dict[int, Schema]:
 
 
 # --------------------------------------------------------------------------- wire pieces
-
-
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _length(n: int | None, flexible: bool, wide: bool) -> bytes:
@@ -328,16 +317,6 @@ class Encoder:
         if nullable:
             return st.one_of(st.just(_length(None, self.flexible, wide=True)), arrays)
         return arrays
-
-
-def request_header(
-    api_key: int, version: int, correlation_id: int, client_id: str | None, flexible: bool
-) -> bytes:
-    """Request header v1, or v2 (with an empty tagged-field section) for flexible versions."""
-    header = struct.pack(">hhi", api_key, version, correlation_id) + _encode_scalar(
-        "string", client_id, False
-    )
-    return header + (b"\x00" if flexible else b"")
 
 
 def header_is_flexible(api_key: int, version: int) -> bool:

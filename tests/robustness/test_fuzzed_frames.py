@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from metamorphostreams.protocol.api_versions import SERVED
 
 from .conftest import Figures
-from .kafka_schema import Field, Schema, bodies, header_is_flexible, request_header
+from .kafka_schema import Field, Schema, bodies, header_is_flexible
 from .support import broker_pid, peak_rss_mib, rss_mib
 
 EXAMPLES_PER_VERSION = 16  # ~150 served (api, version) pairs: ~2,300 fuzzed frames
@@ -322,7 +322,7 @@ def _fuzz_pair(broker: BrokerProcess, api_key: int, version: int, tally: Tally, 
             mutations.insert(0, "lying lengths")
         correlation_id = data.draw(st.integers(-(1 << 31), (1 << 31) - 1))
         client_id = data.draw(st.one_of(st.none(), st.text(max_size=8)))
-        header = request_header(api_key, version, correlation_id, client_id, flexible)
+        header = wire.request_header(api_key, version, correlation_id, client_id, flexible)
         outcome = _send_frame(broker, api_key, header, new_body, adjust)
         tally.frames += 1
         tally.per_api[api_key] += 1

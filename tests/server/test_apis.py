@@ -82,11 +82,12 @@ async def produce(
     return resp.responses[0].partition_responses[0]
 
 
-async def fetch(
-    client: WireClient, topic: str, partition: int, offset: int, *, max_wait_ms: int = 0,
-    min_bytes: int = 0, version: int = 12, max_bytes: int = 1 << 20,
-) -> Any:  # fmt: skip
-    req = FetchRequest(
+def fetch_request(
+    topic: str, offsets: dict[int, int], *, max_wait_ms: int = 0, min_bytes: int = 0,
+    max_bytes: int = 1 << 20, partition_max_bytes: int | None = None,
+) -> FetchRequest:  # fmt: skip
+    """A consumer's Fetch of ``topic`` from ``offsets`` (partition -> fetch offset)."""
+    return FetchRequest(
         replica_id=-1,
         max_wait_ms=max_wait_ms,
         min_bytes=min_bytes,
@@ -97,12 +98,25 @@ async def fetch(
                 topic=topic,
                 partitions=[
                     FetchRequest.FetchPartition(
-                        partition=partition, fetch_offset=offset, partition_max_bytes=max_bytes
+                        partition=partition,
+                        fetch_offset=offset,
+                        partition_max_bytes=partition_max_bytes or max_bytes,
                     )
+                    for partition, offset in offsets.items()
                 ],
             )
         ],
     )
+
+
+async def fetch(
+    client: WireClient, topic: str, partition: int, offset: int, *, max_wait_ms: int = 0,
+    min_bytes: int = 0, version: int = 12, max_bytes: int = 1 << 20,
+) -> Any:  # fmt: skip
+    req = fetch_request(
+        topic, {partition: offset}, max_wait_ms=max_wait_ms, min_bytes=min_bytes,
+        max_bytes=max_bytes,
+    )  # fmt: skip
     resp = await client.request(req, version, timeout=30)
     return resp.responses[0].partitions[0]
 

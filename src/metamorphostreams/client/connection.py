@@ -20,7 +20,7 @@ from ..protocol._generated import API_NAMES, RESPONSE_CLASSES
 from ..protocol._generated.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from ..protocol._primitives import Reader, part_bytes
 from ..protocol.errors import DecodeError, ErrorCode
-from ..protocol.frames import SIZE_PREFIX, FrameSplitter
+from ..protocol.frames import SIZE_PREFIX, FrameReader
 from ..protocol.headers import (
     RequestHeader,
     ResponseHeader,
@@ -44,7 +44,7 @@ class _Pending:
     future: asyncio.Future[Any]
 
 
-class BrokerConnection(asyncio.Protocol):
+class BrokerConnection(asyncio.BufferedProtocol):
     """A connection to one broker. Loop-owned; many tasks may send on it concurrently."""
 
     def __init__(
@@ -61,7 +61,7 @@ class BrokerConnection(asyncio.Protocol):
         self.node_id = node_id
         self.client_id = client_id
         self.api_versions: dict[int, tuple[int, int]] = {}
-        self._splitter = FrameSplitter(max_frame_size)
+        self._reader = FrameReader(max_frame_size)
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
@@ -212,23 +212,25 @@ class BrokerConnection(asyncio.Protocol):
             await self._can_write.wait()
         return future
 
-    # -- asyncio.Protocol --------------------------------------------------------------
+    # -- asyncio.BufferedProtocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
 
-    def data_received(self, data: bytes) -> None:
-        self._splitter.feed(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            while (frame := self._splitter.next_frame()) is not None:
+            for frame in self._reader.buffer_updated(nbytes):
                 self._dispatch(frame)
         except (DecodeError, KafkaError) as exc:
             log.warning("bad response from %s: %s", self, exc)
             self._fail(KafkaConnectionError(f"bad response from {self.host}:{self.port}: {exc}"))
             self.close()
 
-    def _dispatch(self, frame: bytes) -> None:
+    def _dispatch(self, frame: bytearray) -> None:
         if len(frame) < 4:
             raise DecodeError("response shorter than its correlation id")
         correlation_id = int.from_bytes(frame[:4], "big", signed=True)

@@ -277,22 +277,31 @@ def _read_topic_partitions(r: Reader) -> Assignment:
     return out
 
 
+def _encode_epoch_value(epoch: int) -> bytes:
+    """A flexible value holding one int32 epoch and no tagged fields."""
+    w = _flex_writer()
+    w.int32(epoch)
+    w.uvarint(0)
+    return w.getvalue()
+
+
+def _decode_epoch_value(data: bytes | bytearray | memoryview) -> int:
+    r = _flex_reader(data)
+    epoch = r.int32()
+    r.skip_tagged_fields()
+    return epoch
+
+
 @dataclass(frozen=True)
 class ConsumerGroupMetadataValue:
     epoch: int
 
     def encode(self) -> bytes:
-        w = _flex_writer()
-        w.int32(self.epoch)
-        w.uvarint(0)
-        return w.getvalue()
+        return _encode_epoch_value(self.epoch)
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview) -> ConsumerGroupMetadataValue:
-        r = _flex_reader(data)
-        epoch = r.int32()
-        r.skip_tagged_fields()
-        return cls(epoch)
+        return cls(_decode_epoch_value(data))
 
 
 @dataclass(frozen=True)
@@ -393,19 +402,13 @@ class ConsumerGroupTargetAssignmentMetadataValue:
     assignment_epoch: int
 
     def encode(self) -> bytes:
-        w = _flex_writer()
-        w.int32(self.assignment_epoch)
-        w.uvarint(0)
-        return w.getvalue()
+        return _encode_epoch_value(self.assignment_epoch)
 
     @classmethod
     def decode(
         cls, data: bytes | bytearray | memoryview
     ) -> ConsumerGroupTargetAssignmentMetadataValue:
-        r = _flex_reader(data)
-        epoch = r.int32()
-        r.skip_tagged_fields()
-        return cls(epoch)
+        return cls(_decode_epoch_value(data))
 
 
 @dataclass(frozen=True)

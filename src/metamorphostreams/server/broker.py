@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -98,6 +99,9 @@ class Broker:
             self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
         )
         sock = self._server.sockets[0]
+        receive_buffer = int(self.config["socket.receive.buffer.bytes"])
+        if receive_buffer != -1:  # accepted sockets inherit it, as in Kafka's Acceptor
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.port = sock.getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         log.info("broker %d listening on %s:%d", self.broker_id, self.host, self.port)
@@ -157,6 +161,7 @@ class Broker:
             max_frame_size=int(self.config["socket.request.max.bytes"]),
             max_queued=int(self.config["queued.max.requests"]),
             idle_ms=int(self.config["connections.max.idle.ms"]),
+            send_buffer_bytes=int(self.config["socket.send.buffer.bytes"]),
             on_close=self._connection_closed,
             admit=self._admit_connection,
         )

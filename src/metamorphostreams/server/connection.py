@@ -1,10 +1,13 @@
 """One client connection: frame splitting, in-order request handling, response writing,
 and the broker's connection limits.
 
-Framing runs in ``data_received`` (an ``asyncio.Protocol``, not a StreamReader). Requests of
-one connection are handled one at a time, in order, as Kafka does. Responses are lists of
-parts: buffers go to ``transport.write``; file regions of segment files go out by
-``loop.sendfile`` (zero copy).
+Framing runs in ``buffer_updated``: an ``asyncio.BufferedProtocol`` reading into a
+``FrameReader`` (not a StreamReader), so large requests are read straight into buffers of
+their own. Requests of one connection are handled one at a time, in order, as Kafka does.
+Responses are lists of parts: buffers go to ``transport.write`` (small ones joined, the size
+prefix with them); file regions of segment files go out by ``os.sendfile`` straight to the
+socket while the transport has nothing buffered, and by ``loop.sendfile`` once the socket is
+full (zero copy either way).
 
 What one connection may cost is bounded, whatever the client does:
 - reading stops while ``queued.max.requests`` frames, or one maximal frame's worth of bytes
@@ -20,6 +23,7 @@ What one connection may cost is bounded, whatever the client does:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -30,11 +34,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, BinaryIO, cast
 
 from ..protocol.errors import DecodeError
-from ..protocol.frames import SIZE_PREFIX, FrameSplitter
+from ..protocol.frames import SIZE_PREFIX, FrameReader
 
 log = logging.getLogger("metamorphostreams.server")
 
 WRITE_BUFFER_HIGH = 1 << 20  # bytes buffered in the transport before writing pauses
+_JOIN_LIMIT = 64 * 1024  # buffers up to this many bytes in all are joined into one write
 
 
 class _PositionalFile:
@@ -68,7 +73,7 @@ class _PositionalFile:
         return n
 
 
-Handler = Callable[["Connection", bytes], Awaitable[list[Any] | None]]
+Handler = Callable[["Connection", bytearray], Awaitable[list[Any] | None]]
 
 
 class CloseConnection(Exception):
@@ -94,7 +99,7 @@ def _bytes_acked(sock: socket.socket | None) -> int | None:
     return int(_TCPI_BYTES_ACKED.unpack_from(info, _TCPI_BYTES_ACKED_AT)[0])
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """A client connection. Owned by the event loop; not shared between tasks.
 
     ``admit`` is asked once the peer is known; a refused connection is closed at once and
@@ -110,15 +115,17 @@ class Connection(asyncio.Protocol):
         max_queued: int,
         idle_ms: int,
         on_close: Callable[[Connection], None],
+        send_buffer_bytes: int = -1,
         admit: Callable[[Connection], bool] | None = None,
     ) -> None:
         self._handler = handler
-        self._splitter = FrameSplitter(max_frame_size)
-        self._queue: deque[bytes] = deque()
+        self._reader = FrameReader(max_frame_size)
+        self._queue: deque[bytearray] = deque()
         self._queued_bytes = 0
         self._max_queued = max_queued
         self._max_queued_bytes = max_frame_size
         self._idle_s = idle_ms / 1000 if idle_ms > 0 else None
+        self._send_buffer_bytes = send_buffer_bytes
         self._on_close = on_close
         self._admit = admit
         self._transport: asyncio.Transport | None = None
@@ -137,7 +144,7 @@ class Connection(asyncio.Protocol):
         self.peer_host = ""
         self.last_active = asyncio.get_running_loop().time()
 
-    # -- asyncio.Protocol --------------------------------------------------------------
+    # -- asyncio.BufferedProtocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -151,29 +158,39 @@ class Connection(asyncio.Protocol):
             return
         self.admitted = True
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        sock = transport.get_extra_info("socket")
+        self._acked = _bytes_acked(sock)
+        if sock is not None:
+            # As Kafka's Acceptor: keepalive on, SO_SNDBUF from socket.send.buffer.bytes
+            # (-1: the OS default); SO_RCVBUF is inherited from the listening socket.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                if self._send_buffer_bytes != -1:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer_bytes)
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run())
         if self._idle_s is not None:
             self._idle_timer = loop.call_later(self._idle_s, self._check_idle)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self._closed:
             return
         self.last_active = asyncio.get_running_loop().time()
-        self._splitter.feed(data)
         try:
-            while True:
-                frame = self._splitter.next_frame()
-                if frame is None:
-                    break
-                self._queue.append(frame)
-                self._queued_bytes += len(frame)
+            frames = self._reader.buffer_updated(nbytes)
         except DecodeError as e:
             log.info("closing connection from %s: %s", self.peer, e)
             self.close()
             return
-        if self._queue:
-            self._wakeup.set()
+        if not frames:
+            return
+        for frame in frames:
+            self._queue.append(frame)
+            self._queued_bytes += len(frame)
+        self._wakeup.set()
         if not self._reading_paused and (
             len(self._queue) >= self._max_queued or self._queued_bytes >= self._max_queued_bytes
         ):
@@ -281,40 +298,101 @@ class Connection(asyncio.Protocol):
     async def _send(self, parts: list[Any]) -> None:
         """Write one response: size prefix, then each part (buffers, or file regions); then
         wait until the transport's buffer is below its limit, so a client that does not
-        read stops its own requests from being handled."""
+        read stops its own requests from being handled.
+
+        Consecutive small buffers (the prefix included) go out in one ``transport.write``;
+        file regions go out by ``sendfile`` (see ``_send_region``)."""
         transport = self._transport
         assert transport is not None
         size = 0
         for p in parts:
             size += len(p) if isinstance(p, (bytes, bytearray, memoryview)) else p.size
-        transport.write(SIZE_PREFIX.pack(size))
-        loop = asyncio.get_running_loop()
+        pending: list[Any] = [SIZE_PREFIX.pack(size)]
+        pending_bytes = 4
         for p in parts:
-            if self._closed:
-                return
             if isinstance(p, (bytes, bytearray, memoryview)):
-                transport.write(p)
+                if pending_bytes + len(p) > _JOIN_LIMIT:
+                    self._write_joined(transport, pending)
+                    pending = []
+                    pending_bytes = 0
+                    transport.write(p)
+                else:
+                    pending.append(p)
+                    pending_bytes += len(p)
                 continue
             for region in getattr(p, "parts", (p,)):
                 if not region.size:
                     continue
-                await self._wait_written(transport)
-                if self._closed or transport.is_closing():
-                    return  # the peer went away meanwhile: nothing left to send it
-                source = _PositionalFile(region.file.fileno(), region.position)
-                self._in_sendfile = True
-                try:
-                    await loop.sendfile(
-                        transport, cast(BinaryIO, source), region.position, region.size
-                    )
-                except RuntimeError:
-                    if transport.is_closing():
-                        return  # closed while sending: not an error of ours
-                    raise
-                finally:
-                    self._in_sendfile = False
+                if pending:
+                    self._write_joined(transport, pending)
+                    pending = []
+                    pending_bytes = 0
+                if self._closed or not await self._send_region(transport, region):
+                    return
+        if pending:
+            self._write_joined(transport, pending)
         if not self._drained.is_set():
             await self._drained.wait()
+
+    @staticmethod
+    def _write_joined(transport: asyncio.Transport, pending: list[Any]) -> None:
+        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    async def _send_region(self, transport: asyncio.Transport, region: Any) -> bool:
+        """Send ``region.size`` bytes of a segment file at ``region.position``; False when
+        the connection is gone (or was closed because the file ended early).
+
+        While nothing is waiting in the transport's buffer, ``os.sendfile`` goes straight
+        to the socket (no loop round trip, no pause of reading); once the socket's buffer
+        is full, ``loop.sendfile`` sends the rest as the socket drains."""
+        fd = region.file.fileno()
+        position = region.position
+        remaining = region.size
+        if transport.get_write_buffer_size():
+            await self._wait_written(transport)
+        if self._closed or transport.is_closing():
+            return False  # the peer went away meanwhile: nothing left to send it
+        sock = transport.get_extra_info("socket")
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            sock_fd = sock.fileno()
+            while remaining:
+                try:
+                    sent = os.sendfile(sock_fd, fd, position, remaining)
+                except BlockingIOError:
+                    break
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close()
+                    return False
+                if sent == 0:
+                    self._file_ended_early(remaining)
+                    return False
+                position += sent
+                remaining -= sent
+                self.last_active = loop.time()  # the socket took bytes: the client reads
+            if not remaining:
+                return True
+        source = _PositionalFile(fd, position)
+        self._in_sendfile = True
+        try:
+            sent = await loop.sendfile(transport, cast(BinaryIO, source), position, remaining)
+        except RuntimeError:
+            if transport.is_closing():
+                return False  # closed while sending: not an error of ours
+            raise
+        finally:
+            self._in_sendfile = False
+        if sent < remaining and not self._closed:
+            self._file_ended_early(remaining - sent)
+        return not self._closed
+
+    def _file_ended_early(self, missing: int) -> None:
+        """The response's size was promised: a short region would desynchronise the
+        client's framing, so the connection goes."""
+        log.warning(
+            "closing connection from %s: a segment file ended %d bytes early", self.peer, missing
+        )
+        self.close()
 
     async def _wait_written(self, transport: asyncio.Transport) -> None:
         """Wait until the transport's buffer is empty, as loop.sendfile needs. Waiting here

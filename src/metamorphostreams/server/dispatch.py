@@ -84,7 +84,7 @@ class Dispatcher:
         self._header_tails = _response_header_tails()
         self._header_versions = {kv: request_header_version(*kv) for kv in _served_versions()}
 
-    async def handle(self, conn: Connection, frame: bytes) -> list[Any] | None:
+    async def handle(self, conn: Connection, frame: bytes | bytearray) -> list[Any] | None:
         try:
             api_key, api_version, correlation_id = peek_request_ids(frame)
         except DecodeError as e:
@@ -108,7 +108,7 @@ class Dispatcher:
         if response is None:
             return None
         # The header and the body's leading bytes are one buffer: the connection writes each
-        # buffer part with its own send().
+        # buffer part as it is.
         w = Writer()
         w.buf += _CORRELATION_ID.pack(correlation_id)
         w.buf += self._header_tails[api_key, api_version]

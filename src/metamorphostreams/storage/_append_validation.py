@@ -9,6 +9,7 @@ from metamorphostreams.protocol.errors import ErrorCode
 from metamorphostreams.protocol.record_batch import (
     NO_TIMESTAMP,
     BatchHeader,
+    ReadableBuffer,
     iter_batch_headers,
     validate_batches,
 )
@@ -29,7 +30,7 @@ class Validated:
 
 
 def validate_client_records(
-    records: bytearray, config: LogConfig, *, now_ms: int, partition_name: str
+    records: ReadableBuffer, config: LogConfig, *, now_ms: int, partition_name: str
 ) -> Validated:
     """Structure, magic, sizes, CRCs and counts (``validate_batches``), baseOffset 0,
     timestamps within message.timestamp.{before,after}.max.ms for CreateTime topics (judged

@@ -13,6 +13,7 @@ from metamorphostreams.protocol.errors import DecodeError, ErrorCode
 from metamorphostreams.protocol.record_batch import (
     NO_PARTITION_LEADER_EPOCH,
     NO_TIMESTAMP,
+    WritableBuffer,
     set_base_offset,
     set_log_append_time,
     set_partition_leader_epoch,
@@ -248,7 +249,7 @@ class PartitionLog:
         )
 
     def append_as_leader(
-        self, records: bytearray, *, leader_epoch: int, now_ms: int
+        self, records: WritableBuffer, *, leader_epoch: int, now_ms: int
     ) -> AppendResult:
         """Validate, assign offsets to and append the batches of one Produce partition.
 

@@ -105,8 +105,11 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
                 )
             else:
                 try:
+                    records = part.records  # a view of the request frame: patched in place
                     result = plog.append_as_leader(
-                        bytearray(part.records), leader_epoch=LEADER_EPOCH, now_ms=broker.now_ms()
+                        bytearray(records) if records.readonly else records,
+                        leader_epoch=LEADER_EPOCH,
+                        now_ms=broker.now_ms(),
                     )
                 except OSError as e:
                     resp = _error(part.index, ErrorCode.KAFKA_STORAGE_ERROR, str(e))
