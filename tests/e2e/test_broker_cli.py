@@ -99,3 +99,26 @@ def test_config_file_and_set_override(broker_factory: BrokerFactory, tmp_path: P
 def test_broker_id_is_advertised(broker_factory: BrokerFactory) -> None:
     broker = broker_factory(broker_id=7)
     wire.assert_broker_serves(broker.bootstrap, broker_id=7)
+
+
+@mms_only
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("choice", "loop"), [(None, "uvloop"), ("asyncio", "asyncio")])
+def test_event_loop_is_uvloop_unless_asyncio_is_asked_for(
+    broker_factory: BrokerFactory, choice: str | None, loop: str
+) -> None:
+    """Both loops serve real clients: a 3 MB fetch (sendfile, waits for the socket) and a
+    metadata round trip."""
+    broker = broker_factory(extra_env={"MMS_EVENT_LOOP": choice} if choice else {})
+    wire.assert_broker_serves(broker.bootstrap)
+    assert f"(event loop: {loop})" in broker.stderr_text()
+    assert _auto_created_partitions(broker.bootstrap, "loop-check") >= 1
+    payload = bytes(range(256)) * 4000  # 1 MB: the batch stays under message.max.bytes
+    batch = wire.build_record_batch([wire.Record(None, payload)], base_timestamp=int(time.time()))
+    for _ in range(3):
+        assert wire.produce(broker.bootstrap, "loop-check", 0, batch).error_code == wire.NONE
+    with wire.WireConnection(broker.bootstrap) as conn:
+        response = conn.request(wire.fetch_request("loop-check", 0, 0, max_bytes=8 << 20))
+    fetched = wire.fetch_partition_response(response)
+    assert fetched.error_code == wire.NONE
+    assert [h.base_offset for h in wire.batch_headers(fetched.records)] == [0, 1, 2]

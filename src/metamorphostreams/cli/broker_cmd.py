@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,19 @@ async def _serve(broker: Broker) -> None:
         await broker.stop()
 
 
+def _event_loop_run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed (MMS_EVENT_LOOP=asyncio: asyncio's own)."""
+    if os.environ.get("MMS_EVENT_LOOP", "") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 def run_broker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=str(args.log_level).upper(),
@@ -71,7 +86,7 @@ def run_broker(args: argparse.Namespace) -> int:
             broker_id=args.broker_id,
             props=_props(args),
         )
-        asyncio.run(_serve(broker))
+        _event_loop_run(_serve(broker))
     except (ConfigError, OSError) as e:
         print(f"mms broker: {e}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ import itertools
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..protocol._generated import API_NAMES, RESPONSE_CLASSES
 from ..protocol._generated.api_versions import ApiVersionsRequest, ApiVersionsResponse
@@ -215,8 +215,7 @@ class BrokerConnection(asyncio.BufferedProtocol):
     # -- asyncio.BufferedProtocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._reader.get_buffer()

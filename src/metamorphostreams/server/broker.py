@@ -104,7 +104,14 @@ class Broker:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.port = sock.getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
-        log.info("broker %d listening on %s:%d", self.broker_id, self.host, self.port)
+        loop_module = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        log.info(
+            "broker %d listening on %s:%d (event loop: %s)",
+            self.broker_id,
+            self.host,
+            self.port,
+            loop_module,
+        )
 
     async def stop(self) -> None:
         """Stop accepting, close connections, flush and write the clean-shutdown marker."""

@@ -6,8 +6,7 @@ Framing runs in ``buffer_updated``: an ``asyncio.BufferedProtocol`` reading into
 their own. Requests of one connection are handled one at a time, in order, as Kafka does.
 Responses are lists of parts: buffers go to ``transport.write`` (small ones joined, the size
 prefix with them); file regions of segment files go out by ``os.sendfile`` straight to the
-socket while the transport has nothing buffered, and by ``loop.sendfile`` once the socket is
-full (zero copy either way).
+socket (zero copy), on asyncio's loop or uvloop alike.
 
 What one connection may cost is bounded, whatever the client does:
 - reading stops while ``queued.max.requests`` frames, or one maximal frame's worth of bytes
@@ -31,7 +30,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 from ..protocol.errors import DecodeError
 from ..protocol.frames import SIZE_PREFIX, FrameReader
@@ -40,37 +39,6 @@ log = logging.getLogger("metamorphostreams.server")
 
 WRITE_BUFFER_HIGH = 1 << 20  # bytes buffered in the transport before writing pauses
 _JOIN_LIMIT = 64 * 1024  # buffers up to this many bytes in all are joined into one write
-
-
-class _PositionalFile:
-    """A file view for ``loop.sendfile`` with its own position.
-
-    ``loop.sendfile`` seeks the file it is given (and its fallback reads through it); a
-    private position keeps the segment file shared with appends and other fetches untouched.
-    """
-
-    __slots__ = ("_fd", "_pos")
-
-    def __init__(self, fd: int, pos: int) -> None:
-        self._fd = fd
-        self._pos = pos
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence != 0:
-            raise OSError("only absolute seeks are supported")
-        self._pos = pos
-        return pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, buf: bytearray | memoryview) -> int:
-        n = os.preadv(self._fd, [buf], self._pos)
-        self._pos += n
-        return n
 
 
 Handler = Callable[["Connection", bytearray], Awaitable[list[Any] | None]]
@@ -136,7 +104,7 @@ class Connection(asyncio.BufferedProtocol):
         self._task: asyncio.Task[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._handling = False
-        self._in_sendfile = False
+        self._waiting_to_send = False
         self._acked: int | None = None
         self._closed = False
         self.admitted = False
@@ -146,8 +114,8 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- asyncio.BufferedProtocol ------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base_transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base_transport)  # uvloop's is not a subclass
         self._transport = transport
         peer = transport.get_extra_info("peername")
         if peer:
@@ -250,10 +218,9 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._closed = True
         task = self._task
-        if self._in_sendfile and task is not None and not task.done():
-            # asyncio (3.11, 3.12) leaves the socket's writer registered when a transport is
-            # aborted under a running loop.sendfile, and the next connection given that fd
-            # number then never gets its reader: end the sendfile first, then abort.
+        if self._waiting_to_send and task is not None and not task.done():
+            # The wait holds a duplicate of the socket's descriptor, which would keep the
+            # socket open after the abort: end the wait first (it closes the duplicate).
             task.cancel()
             task.add_done_callback(lambda _: transport.abort())
             return
@@ -339,65 +306,71 @@ class Connection(asyncio.BufferedProtocol):
         transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def _send_region(self, transport: asyncio.Transport, region: Any) -> bool:
-        """Send ``region.size`` bytes of a segment file at ``region.position``; False when
-        the connection is gone (or was closed because the file ended early).
+        """Send ``region.size`` bytes of a segment file at ``region.position`` by
+        ``os.sendfile`` straight to the socket; False when the connection is gone (or was
+        closed because the file ended early).
 
-        While nothing is waiting in the transport's buffer, ``os.sendfile`` goes straight
-        to the socket (no loop round trip, no pause of reading); once the socket's buffer
-        is full, ``loop.sendfile`` sends the rest as the socket drains."""
+        The transport's buffer is empty first, so the bytes go in order. When the socket is
+        full, the wait for it to drain is on a duplicate of its descriptor: the transport
+        owns the original in the event loop (asyncio's or uvloop's)."""
         fd = region.file.fileno()
         position = region.position
         remaining = region.size
         if transport.get_write_buffer_size():
             await self._wait_written(transport)
-        if self._closed or transport.is_closing():
-            return False  # the peer went away meanwhile: nothing left to send it
-        sock = transport.get_extra_info("socket")
         loop = asyncio.get_running_loop()
-        if sock is not None:
-            sock_fd = sock.fileno()
-            while remaining:
-                try:
-                    sent = os.sendfile(sock_fd, fd, position, remaining)
-                except BlockingIOError:
-                    break
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close()
-                    return False
-                if sent == 0:
-                    self._file_ended_early(remaining)
-                    return False
-                position += sent
-                remaining -= sent
-                self.last_active = loop.time()  # the socket took bytes: the client reads
-            if not remaining:
-                return True
-        source = _PositionalFile(fd, position)
-        self._in_sendfile = True
-        try:
-            sent = await loop.sendfile(transport, cast(BinaryIO, source), position, remaining)
-        except RuntimeError:
-            if transport.is_closing():
-                return False  # closed while sending: not an error of ours
-            raise
-        finally:
-            self._in_sendfile = False
-        if sent < remaining and not self._closed:
-            self._file_ended_early(remaining - sent)
-        return not self._closed
+        while remaining:
+            if self._closed or transport.is_closing():
+                return False  # the peer went away meanwhile: nothing left to send it
+            sock_fd = transport.get_extra_info("socket").fileno()
+            try:
+                sent = os.sendfile(sock_fd, fd, position, remaining)
+            except BlockingIOError:
+                await self._socket_writable(sock_fd)
+                continue
+            except ConnectionError:
+                self.close()
+                return False
+            if sent == 0:
+                # The file was cut under us, and the response's size was already sent: the
+                # client's framing cannot be kept, so the connection goes.
+                log.warning(
+                    "closing connection from %s: a segment file ended %d bytes early",
+                    self.peer,
+                    remaining,
+                )
+                self.close()
+                return False
+            position += sent
+            remaining -= sent
+            self.last_active = loop.time()  # the socket took bytes: the client reads
+        return True
 
-    def _file_ended_early(self, missing: int) -> None:
-        """The response's size was promised: a short region would desynchronise the
-        client's framing, so the connection goes."""
-        log.warning(
-            "closing connection from %s: a segment file ended %d bytes early", self.peer, missing
-        )
-        self.close()
+    async def _socket_writable(self, sock_fd: int) -> None:
+        """Wait until the socket takes bytes again (or fails), on a duplicate descriptor
+        that lives only for the wait."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def ready() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        probe = os.dup(sock_fd)
+        self._waiting_to_send = True
+        try:
+            loop.add_writer(probe, ready)
+            try:
+                await waiter
+            finally:
+                loop.remove_writer(probe)
+        finally:
+            os.close(probe)
+            self._waiting_to_send = False
 
     async def _wait_written(self, transport: asyncio.Transport) -> None:
-        """Wait until the transport's buffer is empty, as loop.sendfile needs. Waiting here
-        rather than in loop.sendfile, whose own wait cannot be cancelled cleanly in 3.11
-        (closing the transport then fails with InvalidStateError in asyncio)."""
+        """Wait until the transport's buffer is empty, so that a sendfile after it keeps
+        the response's bytes in order."""
         if not transport.get_write_buffer_size():
             return
         transport.set_write_buffer_limits(high=0)  # resume_writing once it is empty
