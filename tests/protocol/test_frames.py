@@ -3,6 +3,7 @@ limits close the stream."""
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -10,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metamorphostreams.protocol.errors import DecodeError
-from metamorphostreams.protocol.frames import READ_SIZE, FrameReader, FrameTooLarge
+from metamorphostreams.protocol.frames import (
+    OWN_BUFFER_FIRST,
+    READ_SIZE,
+    FrameReader,
+    FrameTooLarge,
+)
 
 
 def framed(payloads: list[bytes]) -> bytes:
@@ -99,3 +105,26 @@ def test_oversized_and_negative_sizes_raise() -> None:
 
 def test_exactly_the_limit_is_accepted() -> None:
     assert FrameReader(10).feed(framed([b"x" * 10])) == [b"x" * 10]
+
+
+def test_a_huge_announced_frame_holds_only_what_arrived() -> None:
+    """The buffer of a 5 MiB frame starts at OWN_BUFFER_FIRST and at most doubles what has
+    arrived; delivered in uneven reads, the frame comes out whole."""
+    payload = random.Random(5).randbytes(5 << 20)
+    stream = framed([payload])
+    reader = FrameReader(100 << 20)
+    assert reader.feed(stream[:1000]) == []
+    assert 996 + len(reader.get_buffer()) == OWN_BUFFER_FIRST
+    rng = random.Random(7)
+    pos = 1000
+    got: list[bytearray] = []
+    while pos < len(stream):
+        target = reader.get_buffer()
+        held = reader.buffered() - 4 + len(target)  # the frame buffer's whole size
+        assert held <= max(OWN_BUFFER_FIRST, 2 * (pos - 4))
+        n = min(len(target), rng.randint(1, 300_000), len(stream) - pos)
+        target[:n] = stream[pos : pos + n]
+        target.release()
+        got += reader.buffer_updated(n)
+        pos += n
+    assert got == [payload]

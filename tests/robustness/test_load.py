@@ -193,6 +193,29 @@ def test_a_thousand_concurrent_connections(broker: BrokerProcess, figures: Figur
 
 
 @pytest.mark.timeout(60)
+def test_announcing_huge_requests_costs_only_what_is_sent(
+    broker: BrokerProcess, figures: Figures
+) -> None:
+    """30 connections each announce a request of 100 MB (socket.request.max.bytes allows it)
+    and send 200 KB of it: the broker holds what arrived, not 3 GB; then they go away."""
+    pid = broker_pid(broker)
+    rss_before = rss_mib(pid)
+    announced = 100 * 1000 * 1000
+    socks = [connect(broker.port) for _ in range(30)]
+    try:
+        for sock in socks:
+            sock.sendall(struct.pack(">i", announced) + bytes(200_000))
+        wire.assert_broker_serves(broker.bootstrap)  # every byte sent has been read by now
+        rss_held = rss_mib(pid)
+    finally:
+        for sock in socks:
+            sock.close()
+    wire.assert_broker_serves(broker.bootstrap)
+    figures("broker RSS MiB (before, 30 x 100 MB announced)", (round(rss_before), round(rss_held)))
+    assert rss_held - rss_before < 80, "the broker allocated for bytes it was never sent"
+
+
+@pytest.mark.timeout(60)
 def test_idle_connections_are_closed(broker_factory: BrokerFactory, figures: Figures) -> None:
     idle_ms = 1_000
     broker = broker_factory({"connections.max.idle.ms": idle_ms})
