@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Producer
 from helpers import kafka_wire
 from helpers.broker_process import BrokerProcess
 from helpers.confluent import (
@@ -17,6 +17,7 @@ from helpers.confluent import (
     admin,
     client_config,
     consume_all,
+    crash_tolerant_producer,
     create_topic,
     offset_of,
     produce_with_backpressure,
@@ -97,30 +98,9 @@ def test_kill_9_under_idempotent_acks_all_stream(broker: BrokerProcess) -> None:
     topic = f"crash-{uuid.uuid4().hex[:8]}"
     create_topic(broker.bootstrap, topic, 1)
 
-    fatal: list[str] = []
-
-    def on_error(err: KafkaError) -> None:
-        if err.fatal():
-            fatal.append(f"{err.name()}: {err.str()}")
-
-    producer = Producer(
-        client_config(
-            broker.bootstrap,
-            **{
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 2,
-                "message.timeout.ms": 120_000,
-                "retry.backoff.ms": 50,
-                "reconnect.backoff.ms": 50,
-                "reconnect.backoff.max.ms": 500,
-                # Small requests, several in flight: some are appended but not yet
-                # acknowledged when the broker dies, and get retried after the restart.
-                "batch.num.messages": 100,
-                "error_cb": on_error,
-            },
-        )
-    )
+    # Small requests, several in flight: some are appended but not yet acknowledged when
+    # the broker dies, and get retried after the restart.
+    producer, fatal = crash_tolerant_producer(broker.bootstrap, linger_ms=2, batch_num_messages=100)
     log = DeliveryLog()
     next_id = 0
     acked_at_kill: set[int] | None = None

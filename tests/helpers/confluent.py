@@ -115,6 +115,36 @@ class DeliveryLog:
         return report
 
 
+def crash_tolerant_producer(
+    bootstrap: str, *, linger_ms: int, batch_num_messages: int
+) -> tuple[Producer, list[str]]:
+    """An idempotent acks=all producer that rides out broker restarts (quick reconnects, a long
+    message timeout), and the list its fatal errors are collected in."""
+    fatal: list[str] = []
+
+    def on_error(err: KafkaError) -> None:
+        if err.fatal():
+            fatal.append(f"{err.name()}: {err.str()}")
+
+    producer = Producer(
+        client_config(
+            bootstrap,
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": linger_ms,
+                "batch.num.messages": batch_num_messages,
+                "message.timeout.ms": 120_000,
+                "retry.backoff.ms": 50,
+                "reconnect.backoff.ms": 50,
+                "reconnect.backoff.max.ms": 500,
+                "error_cb": on_error,
+            },
+        )
+    )
+    return producer, fatal
+
+
 def produce_with_backpressure(producer: Producer, **kwargs: Any) -> None:
     """produce(), serving delivery reports while the local queue is full."""
     while True:

@@ -17,12 +17,13 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from helpers.broker_process import BrokerFactory
 from helpers.confluent import (
     DeliveryLog,
     client_config,
     consume_all,
+    crash_tolerant_producer,
     create_topic,
     offset_of,
     produce_with_backpressure,
@@ -118,28 +119,7 @@ def test_kill_9_loop_loses_no_acknowledged_message(
     topic = f"crash-loop-{uuid.uuid4().hex[:6]}"
     create_topic(broker.bootstrap, topic, 1, config={"segment.bytes": str(1024 * 1024)})
 
-    fatal: list[str] = []
-
-    def on_error(err: KafkaError) -> None:
-        if err.fatal():
-            fatal.append(f"{err.name()}: {err.str()}")
-
-    producer = Producer(
-        client_config(
-            broker.bootstrap,
-            **{
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "batch.num.messages": 200,
-                "message.timeout.ms": 120_000,
-                "retry.backoff.ms": 50,
-                "reconnect.backoff.ms": 50,
-                "reconnect.backoff.max.ms": 500,
-                "error_cb": on_error,
-            },
-        )
-    )
+    producer, fatal = crash_tolerant_producer(broker.bootstrap, linger_ms=5, batch_num_messages=200)
     reader = GroupReader(broker.bootstrap, topic, f"crash-group-{uuid.uuid4().hex[:6]}")
     reader_thread = threading.Thread(target=reader.run, name="group-reader", daemon=True)
     reader_thread.start()
