@@ -131,17 +131,22 @@ def test_kill_9_loop_loses_no_acknowledged_message(
     acked_at_kill: list[int] = []
     next_kill = time.monotonic() + rng.uniform(*UP_S)
     peak_rss = 0.0
-    while kills < KILLS:
-        for _ in range(CHUNK):
+
+    def produce_chunk(first_id: int) -> int:
+        """CHUNK messages numbered from ``first_id``; the next id."""
+        for message_id in range(first_id, first_id + CHUNK):
             produce_with_backpressure(
                 producer,
                 topic=topic,
                 partition=0,
-                value=b"%08d" % next_id + PADDING,
-                on_delivery=log.callback(next_id),
+                value=b"%08d" % message_id + PADDING,
+                on_delivery=log.callback(message_id),
             )
-            next_id += 1
         producer.poll(PAUSE_S)
+        return first_id + CHUNK
+
+    while kills < KILLS:
+        next_id = produce_chunk(next_id)
         if time.monotonic() >= next_kill:
             peak_rss = max(peak_rss, peak_rss_mib(broker_pid(broker)))
             broker.kill()
@@ -156,16 +161,7 @@ def test_kill_9_loop_loses_no_acknowledged_message(
     reader.stop.set()
     reader_thread.join(60)
     for _ in range(10):
-        for _ in range(CHUNK):
-            produce_with_backpressure(
-                producer,
-                topic=topic,
-                partition=0,
-                value=b"%08d" % next_id + PADDING,
-                on_delivery=log.callback(next_id),
-            )
-            next_id += 1
-        producer.poll(PAUSE_S)
+        next_id = produce_chunk(next_id)
     remaining = producer.flush(120)
     context = f"seed {seed}, kills at {acked_at_kill} acks"
     assert remaining == 0, f"{remaining} messages neither delivered nor failed; {context}"

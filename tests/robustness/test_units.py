@@ -112,24 +112,9 @@ def test_empty_segment_overlapping_the_previous_one_is_dropped_at_load(tmp_path:
     from metamorphostreams.protocol.records import build_batch
 
     directory = tmp_path / "t-0"
-    log = PartitionLog.open(
-        directory,
-        "t",
-        0,
-        LogConfig(),
-        now_ms=0,
-        recovery_point=0,
-        log_start_offset=None,
-        clean_shutdown=True,
-        fsync=False,
-    )
-    for n in range(3):
-        batch = bytearray(build_batch([(None, b"v%d" % n, (), 0)]))
-        assert log.append_as_leader(batch, leader_epoch=0, now_ms=0).error == 0
-    log.close()
-    (directory / f"{1:020d}.log").touch()  # inside offsets 0..2 of segment 0
-    for clean in (True, False):
-        log = PartitionLog.open(
+
+    def open_log(clean_shutdown: bool) -> PartitionLog:
+        return PartitionLog.open(
             directory,
             "t",
             0,
@@ -137,9 +122,18 @@ def test_empty_segment_overlapping_the_previous_one_is_dropped_at_load(tmp_path:
             now_ms=0,
             recovery_point=0,
             log_start_offset=None,
-            clean_shutdown=clean,
+            clean_shutdown=clean_shutdown,
             fsync=False,
         )
+
+    log = open_log(True)
+    for n in range(3):
+        batch = bytearray(build_batch([(None, b"v%d" % n, (), 0)]))
+        assert log.append_as_leader(batch, leader_epoch=0, now_ms=0).error == 0
+    log.close()
+    (directory / f"{1:020d}.log").touch()  # inside offsets 0..2 of segment 0
+    for clean in (True, False):
+        log = open_log(clean)
         assert log.log_end_offset == 3
         assert [s.base_offset for s in log.segments] == [0]
         log.close()
