@@ -3,7 +3,10 @@
     python bench/loadgen.py produce  --bootstrap H:P --topic T --size 1024 --count N --acks 1
     python bench/loadgen.py latency  --bootstrap H:P --topic T --size 1024 --rate 2000 --seconds 10
     python bench/loadgen.py fetch    --bootstrap H:P --topic T --partitions 1
-    python bench/loadgen.py consume  --bootstrap H:P --topic T --partitions 1
+    python bench/loadgen.py consume  --bootstrap H:P --topic T --partitions 1 \
+        [--isolation read_committed|read_uncommitted] [--expect N]
+    python bench/loadgen.py txn-produce --bootstrap H:P --topic T --size 1024 --count N \
+        --commit-ms 100 [--abort-every 10]
 
 Every command connects and warms up first, prints `ready`, waits for a line on stdin (so that
 `run.py` can start several workers together and sample the broker's CPU around the measured
@@ -11,9 +14,9 @@ part only), runs, and prints one JSON object: what it did, the CLOCK_MONOTONIC i
 started and ended (comparable across processes), and its own CPU seconds (to tell a
 client-bound run from a broker-bound one).
 
-`produce`, `latency` and `consume` use confluent-kafka (librdkafka). `fetch` is a hand-rolled
-Fetch v12 client with no record parsing beyond batch headers (no library in the way): it
-measures what the broker can serve, the figure to hold against loopback TCP bandwidth.
+`produce`, `latency`, `txn-produce` and `consume` use confluent-kafka (librdkafka). `fetch` is a
+hand-rolled Fetch v12 client with no record parsing beyond batch headers (no library in the
+way): it measures what the broker can serve, the figure to hold against loopback TCP bandwidth.
 """
 
 from __future__ import annotations
@@ -33,9 +36,15 @@ PRODUCE_QUEUE_KBYTES = 1 << 20  # librdkafka's default queue.buffering.max.kbyte
 PRODUCE_QUEUE_MESSAGES = 1_000_000  # 10x the default: no stalls in produce() with 100 B values
 LATENCY_LINGER_MS = 0  # latency runs measure the broker, not librdkafka's batching wait
 WARMUP_MESSAGES = 2_000  # connections, metadata and the first batches before the clock starts
+TXN_TIMEOUT_S = 60.0  # bound on one transactional call; a healthy broker answers in ms
+# A transaction's records are sent while it is open, not queued for its commit to drain: the
+# queue holds what a broker takes in about 100 ms, not librdkafka's default 1 GiB.
+TXN_QUEUE_KBYTES = 8 * 1024
+TXN_CLOCK_EVERY = 64  # messages between looks at the clock: ~1 ms of produce() at 1 KiB
 FETCH_MAX_WAIT_MS = 500  # Kafka consumer default; only the last fetch at the end ever waits
 FETCH_MAX_BYTES = 50 * 1024 * 1024  # fetch.max.bytes, the consumer default
 PARTITION_MAX_BYTES = 1024 * 1024  # max.partition.fetch.bytes, the consumer default
+CONSUME_BATCH = 10_000  # messages per Consumer.consume() call
 CLIENT_ID = b"mms-bench"
 
 
@@ -179,26 +188,112 @@ def cmd_latency(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_txn_produce(args: argparse.Namespace) -> None:
+    """Transactions of `--commit-ms` of producing each, back to back, until `--count` records
+    are committed; every `--abort-every`th transaction is aborted instead (flushed first, so
+    its records are in the log, marked aborted). The last transaction is always committed, so a
+    read_committed reader ends where a read_uncommitted one does. Each transaction is flushed,
+    then committed: the reported commit latency is commit_transaction()'s (EndTxn to its
+    answer), not the drain of records still queued, which `flushes_ms` reports."""
+    from confluent_kafka import Producer
+
+    errors: list[str] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None and len(errors) < 10:
+            errors.append(str(err))
+
+    config = _producer_config(args, PRODUCE_LINGER_MS)
+    del config["acks"], config["enable.idempotence"]  # transactions: idempotent, acks=all
+    config["transactional.id"] = f"bench-txn-{os.getpid()}"
+    config["queue.buffering.max.kbytes"] = TXN_QUEUE_KBYTES
+    producer = Producer(config)
+    producer.init_transactions(TXN_TIMEOUT_S)
+    payload = os.urandom(args.size)
+    topic = args.topic
+    producer.begin_transaction()
+    for _ in range(WARMUP_MESSAGES):
+        producer.produce(topic, payload, on_delivery=on_delivery)
+    producer.commit_transaction(TXN_TIMEOUT_S)
+    _wait_for_go()
+    produce = producer.produce
+    poll = producer.poll
+    monotonic = time.monotonic
+    period = args.commit_ms / 1000
+    commits_ms: list[float] = []
+    flushes_ms: list[float] = []
+    committed = aborted = transactions = 0
+    cpu0 = _cpu_s()
+    start = monotonic()
+    while committed < args.count:
+        producer.begin_transaction()
+        transactions += 1
+        abort = args.abort_every > 0 and transactions % args.abort_every == 0
+        due = monotonic() + period
+        sent = 0
+        while abort or committed + sent < args.count:
+            try:
+                produce(topic, payload, on_delivery=on_delivery)
+            except BufferError:
+                poll(0.001)
+                continue
+            sent += 1
+            if not sent % TXN_CLOCK_EVERY:
+                poll(0)
+                if monotonic() >= due:
+                    break
+        began = monotonic()
+        if producer.flush(TXN_TIMEOUT_S):
+            raise RuntimeError("records still queued after the flush timeout")
+        flushed = monotonic()
+        if abort:  # its records are in the log, not purged from the queue
+            producer.abort_transaction(TXN_TIMEOUT_S)
+            aborted += sent
+            continue
+        producer.commit_transaction(TXN_TIMEOUT_S)
+        commits_ms.append(round((monotonic() - flushed) * 1000, 3))
+        flushes_ms.append(round((flushed - began) * 1000, 3))
+        committed += sent
+    end = monotonic()
+    _report(
+        messages=committed,
+        bytes=committed * args.size,
+        aborted_messages=aborted,
+        warmup_messages=WARMUP_MESSAGES,  # one committed transaction before `start`
+        transactions=transactions,
+        commits_ms=commits_ms,
+        flushes_ms=flushes_ms,
+        start=start,
+        end=end,
+        client_cpu_s=_cpu_s() - cpu0,
+        errors=errors,
+    )
+
+
 # --------------------------------------------------------------------------- consume
 
 
 def cmd_consume(args: argparse.Namespace) -> None:
-    """librdkafka's consumer from the beginning of the topic to its high watermarks."""
+    """librdkafka's consumer from the beginning of the topic to its high watermarks, or until
+    `--expect` records arrived (a topic with transaction markers, or aborted records that
+    read_committed skips). `--isolation` sets isolation.level (librdkafka's default:
+    read_committed)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    consumer = Consumer(
-        _client_config(
-            args.bootstrap,
-            **{
-                "group.id": f"bench-{os.getpid()}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
-            },
-        )
+    config = _client_config(
+        args.bootstrap,
+        **{
+            "group.id": f"bench-{os.getpid()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+        },
     )
-    count = 0
-    for p in range(args.partitions):
+    if args.isolation:
+        config["isolation.level"] = args.isolation
+    consumer = Consumer(config)
+    count = args.expect
+    for p in range(args.partitions if not count else 0):
         low, high = consumer.get_watermark_offsets(TopicPartition(args.topic, p), timeout=30)
         count += high - low
     consumer.assign(
@@ -214,7 +309,8 @@ def cmd_consume(args: argparse.Namespace) -> None:
     size = len(first)
     deadline = start + args.limit
     while received < count and time.monotonic() < deadline:
-        for msg in consumer.consume(10_000, 1.0):
+        # Never more than remain: consume() waits out its timeout for a batch it cannot fill.
+        for msg in consumer.consume(min(CONSUME_BATCH, count - received), 1.0):
             if msg.error() is None:
                 received += 1
                 size += len(msg)
@@ -230,6 +326,7 @@ _SIZE = struct.Struct(">i")
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
+_HW_LSO = struct.Struct(">qq")  # high watermark, last stable offset
 FETCH_KEY = 1
 FETCH_VERSION = 12  # flexible, topics by name: what librdkafka 2.x sends
 BATCH_LENGTH_AT = 8  # baseOffset(8), then batchLength(4)
@@ -266,10 +363,15 @@ def _skip_tags(buf: memoryview, pos: int) -> int:
     return pos
 
 
-def _fetch_request(correlation: int, topic: bytes, offsets: dict[int, int]) -> bytes:
+ISOLATION_LEVELS = {"read_uncommitted": 0, "read_committed": 1}  # Fetch's isolation_level
+
+
+def _fetch_request(
+    correlation: int, topic: bytes, offsets: dict[int, int], isolation: int = 0
+) -> bytes:
     body = bytearray(_REQ_HEAD.pack(FETCH_KEY, FETCH_VERSION, correlation, len(CLIENT_ID)))
     body += CLIENT_ID + b"\0"  # client id, header tags
-    body += _FETCH_HEAD.pack(-1, FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES, 0, 0, -1)
+    body += _FETCH_HEAD.pack(-1, FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES, isolation, 0, -1)
     body += _uvarint(2) + _uvarint(len(topic) + 1) + topic + _uvarint(len(offsets) + 1)
     for partition, offset in offsets.items():
         body += _FETCH_PART.pack(partition, -1, offset, -1, -1, PARTITION_MAX_BYTES) + b"\0"
@@ -277,7 +379,9 @@ def _fetch_request(correlation: int, topic: bytes, offsets: dict[int, int]) -> b
     return _SIZE.pack(len(body)) + bytes(body)
 
 
-def _parse_fetch(buf: memoryview, offsets: dict[int, int], hws: dict[int, int]) -> int:
+def _parse_fetch(
+    buf: memoryview, offsets: dict[int, int], hws: dict[int, int], lsos: dict[int, int]
+) -> int:
     """Advance `offsets` past the complete batches of each partition; their bytes."""
     pos = 4  # correlation id
     pos = _skip_tags(buf, pos)
@@ -297,7 +401,7 @@ def _parse_fetch(buf: memoryview, offsets: dict[int, int], hws: dict[int, int]) 
             (error,) = _I16.unpack_from(buf, pos + 4)
             if error:
                 raise RuntimeError(f"fetch error {error} on partition {partition}")
-            (hws[partition],) = _I64.unpack_from(buf, pos + 6)
+            (hws[partition], lsos[partition]) = _HW_LSO.unpack_from(buf, pos + 6)
             pos += 4 + 2 + 8 + 8 + 8
             aborted, pos = _read_uvarint(buf, pos)
             for _ in range(max(aborted - 1, 0)):
@@ -331,7 +435,9 @@ def _recv_exact(sock: socket.socket, buf: memoryview, n: int) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    """Fetch every partition from offset 0 to its high watermark, one request at a time."""
+    """Fetch every partition from offset 0 to its high watermark (read_committed: its last
+    stable offset), one request at a time. Aborted batches are fetched and counted like the
+    rest: a read_committed reader receives them too and drops them itself."""
     host, port = args.bootstrap.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -339,16 +445,19 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     topic = args.topic.encode()
     offsets = dict.fromkeys(range(args.partitions), 0)
     hws = dict.fromkeys(range(args.partitions), -1)
+    lsos = dict.fromkeys(range(args.partitions), -1)
+    ends = lsos if args.isolation == "read_committed" else hws
+    isolation = ISOLATION_LEVELS[args.isolation or "read_uncommitted"]
     correlation = 0
 
     def round_trip() -> int:
         nonlocal correlation
         correlation += 1
-        sock.sendall(_fetch_request(correlation, topic, offsets))
+        sock.sendall(_fetch_request(correlation, topic, offsets, isolation))
         _recv_exact(sock, buf, 4)
         (size,) = _SIZE.unpack_from(buf, 0)
         _recv_exact(sock, buf, size)
-        return _parse_fetch(buf[:size], offsets, hws)
+        return _parse_fetch(buf[:size], offsets, hws, lsos)
 
     round_trip()  # the high watermarks; also warms the connection
     offsets = dict.fromkeys(range(args.partitions), 0)
@@ -357,13 +466,13 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     start = time.monotonic()
     total = 0
     requests = 0
-    while any(offsets[p] < hws[p] for p in offsets):
+    while any(offsets[p] < ends[p] for p in offsets):
         total += round_trip()
         requests += 1
     end = time.monotonic()
     sock.close()
     _report(
-        messages=sum(hws.values()),
+        messages=sum(ends.values()),
         bytes=total,
         requests=requests,
         start=start,
@@ -375,7 +484,7 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loadgen")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("produce", "latency", "consume", "fetch"):
+    for name in ("produce", "latency", "consume", "fetch", "txn-produce"):
         p = sub.add_parser(name)
         p.add_argument("--bootstrap", required=True)
         p.add_argument("--topic", required=True)
@@ -387,12 +496,17 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--warmup", type=float, default=1.0)
         p.add_argument("--partitions", type=int, default=1)
         p.add_argument("--limit", type=float, default=300.0, help="give up after this long")
+        p.add_argument("--isolation", choices=sorted(ISOLATION_LEVELS), default=None)
+        p.add_argument("--expect", type=int, default=0, help="records to consume (0: to the end)")
+        p.add_argument("--commit-ms", type=float, default=100.0, help="a transaction's length")
+        p.add_argument("--abort-every", type=int, default=0, help="abort every Nth transaction")
     args = parser.parse_args(argv)
     commands = {
         "produce": cmd_produce,
         "latency": cmd_latency,
         "consume": cmd_consume,
         "fetch": cmd_fetch,
+        "txn-produce": cmd_txn_produce,
     }
     commands[args.command](args)
     return 0

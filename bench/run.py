@@ -1,6 +1,6 @@
 """`make bench`: our broker and Apache Kafka side by side, in the same run, alternating.
 
-    .venv/bin/python bench/run.py [--quick] [--only FIGURE,...] [--brokers ours,kafka]
+    .venv/bin/python bench/run.py [--quick] [--only FIGURE|txn,...] [--brokers ours,kafka]
         [--baseline-src DIR] [--rounds N] [--producers N] [--profile] [--out FILE]
 
 Both brokers run at once on loopback, each in a fresh temporary store (Kafka 4.3.1 KRaft,
@@ -25,7 +25,26 @@ The clients are load generators in their own processes (`bench/loadgen.py`):
   records from offset 0 to its high watermark, counting whole batches only: what the broker
   serves, held against loopback TCP bandwidth (`bench/loopback.py`, measured between rounds);
   and librdkafka's `Consumer` over the same topic (`consume_client_*`): what an application
-  sees, bound by the Python client here.
+  sees, bound by the Python client here;
+- transactions (`--only txn`): a confluent-kafka transactional `Producer` (the produce
+  settings above, with idempotence and acks=all as transactions require, and a queue of
+  8 MiB so a transaction's records go out while it is open) producing 1 KiB records as fast
+  as it can, each transaction open for 100 ms of produce() calls, then flushed, then
+  committed, back to back, after one committed warm-up transaction. `txn_produce_mbps`:
+  committed bytes over the whole run (flushes and commits included); `txn_commit_p50_ms`,
+  `txn_commit_p99_ms`: each commit_transaction()'s time (EndTxn to its answer; the flush
+  before it is logged, not counted), pooled over the rounds. The consume figures read a topic
+  written the same way with 1 transaction in 10 aborted (flushed, then aborted: its records
+  are in the log), the last one committed, once per broker: `consume_read_committed_mbps` and
+  `consume_read_uncommitted_mbps` with the raw Fetch client at isolation_level 1 and 0 (to
+  the last stable offset / high watermark, aborted batches included, as a read_committed
+  reader receives them and drops them itself), `consume_client_read_*_mbps` with librdkafka's
+  `Consumer` at isolation.level read_committed / read_uncommitted until it has every record
+  that level delivers. All four divide the same amount, the topic's records (committed and
+  aborted; batch bytes for the Fetch client, values for librdkafka), by the time to read to
+  the end, so `*_read_committed_pct` (read_committed as % of read_uncommitted) is the cost of
+  the isolation level, not the 10% of records it hides. The two levels alternate within a
+  round, first one then the other.
 Start-up: process start to ready, on an empty store, after one unmeasured start of each (page
 cache, bytecode cache). Ours: until the `ready` line (interpreter start included). Kafka: its
 store formatted beforehand, until Metadata lists the node (polled every 0.1 s). Idle RSS:
@@ -82,6 +101,7 @@ PYCACHE_DIR = BENCH_DIR / "out" / "pycache"
 KIB = 1024
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+NAME_WIDTH = 36  # the table's first column: consume_client_read_uncommitted_mbps
 BUSY_LOAD = 1.0  # a 1-minute load average above this means others shared the cores
 IDLE_SETTLE_S = 3.0  # after ready, before idle RSS: lazy start-up work (JIT, timers) is done
 WORKER_LIMIT_S = 600.0  # a load generator still running after this is stuck
@@ -95,12 +115,18 @@ FIGURES = (
     "consume",
     "consume_client",
     "latency",
+    "txn_produce",
+    "txn_consume",
 )
+GROUPS = {"txn": ("txn_produce", "txn_consume")}  # --only shorthands
+TXN_COMMIT_MS = 100  # a transaction's length: records produced for 100 ms, then committed
+TXN_ABORT_EVERY = 10  # the read_committed topic: 1 transaction in 10 aborted
+ISOLATIONS = ("read_uncommitted", "read_committed")
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Sizes of one run: the full one (~10 min here) or `--quick` (a smoke run)."""
+    """Sizes of one run: the full one (~11 min here) or `--quick` (a smoke run)."""
 
     rounds: int
     startup_rounds: int
@@ -110,6 +136,8 @@ class Plan:
     produce_100b_messages: int
     consume_client_rounds: int
     latency_rounds: int
+    txn_produce_bytes: int
+    txn_consume_bytes: int  # the topic of committed and aborted transactions
     latency_s: float
     latency_warmup_s: float
     loopback_s: float
@@ -126,6 +154,8 @@ FULL = Plan(
     produce_100b_messages=3_000_000,
     consume_client_rounds=2,
     latency_rounds=3,
+    txn_produce_bytes=256 * MIB,
+    txn_consume_bytes=256 * MIB,
     latency_s=10.0,
     latency_warmup_s=2.0,
     loopback_s=3.0,
@@ -141,6 +171,8 @@ QUICK = Plan(
     produce_100b_messages=100_000,
     consume_client_rounds=1,
     latency_rounds=1,
+    txn_produce_bytes=16 * MIB,
+    txn_consume_bytes=16 * MIB,
     latency_s=1.0,
     latency_warmup_s=0.3,
     loopback_s=0.5,
@@ -376,6 +408,7 @@ class Bench:
     figures: list[Figure] = field(default_factory=list)
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     topics: dict[str, str] = field(default_factory=dict)  # broker -> the 1 GiB topic
+    txn_topics: dict[str, dict[str, Any]] = field(default_factory=dict)  # broker -> its report
     loopback_samples: list[float] = field(default_factory=list)
 
     @property
@@ -517,6 +550,114 @@ class Bench:
             self.add(f"produce_p{pct}_ms", "ms", False, dict(values))
         self.add("latency_cpu_us_per_msg", "CPU us", False, _medians(cpu))
 
+    # -- transactions
+
+    def txn_produce_figure(self) -> None:
+        mbps: dict[str, list[float]] = {}
+        pooled: dict[str, list[float]] = {}
+        client: dict[str, list[float]] = {}
+        cores: dict[str, list[float]] = {}
+        count = self.plan.txn_produce_bytes // KIB
+        for r in range(self.plan.rounds):
+            for broker in self.order(r):
+                topic = f"txn_produce-r{r}"
+                create_topic(broker.bootstrap, topic, self.partitions)
+                argv = ["txn-produce", "--topic", topic, "--size", str(KIB), "--count", str(count)]
+                argv += ["--commit-ms", str(TXN_COMMIT_MS)]
+                with self.profiler.record(broker, "txn_produce"):
+                    result = run_workers(broker, [argv])
+                commits = result.reports[0]["commits_ms"]
+                flushes = result.reports[0]["flushes_ms"]
+                rate = result.bytes / result.elapsed_s
+                mbps.setdefault(broker.name, []).append(rate / 1e6)
+                pooled.setdefault(broker.name, []).extend(commits)
+                client.setdefault(broker.name, []).append(result.client_cpu_s / result.elapsed_s)
+                cores.setdefault(broker.name, []).append(result.broker_cpu_s / result.elapsed_s)
+                self.log(
+                    f"txn_produce r{r} {broker.name}: {rate / 1e6:.1f} MB/s, {len(commits)} "
+                    f"commits, p50 {_fmt(_percentile(commits, 50))} ms, p99 "
+                    f"{_fmt(_percentile(commits, 99))} ms (flush before: p50 "
+                    f"{_fmt(_percentile(flushes, 50))} ms), broker "
+                    f"{result.broker_cpu_s / result.elapsed_s:.2f} cores, client "
+                    f"{result.client_cpu_s / result.elapsed_s:.2f} cores"
+                )
+                time.sleep(self.plan.between_runs_s)
+        self.add("txn_produce_mbps", "MB/s", True, _medians(mbps))
+        for pct in (50, 99):
+            values = {n: _percentile(s, pct) for n, s in pooled.items()}
+            self.add(f"txn_commit_p{pct}_ms", "ms", False, dict(values))
+        self.add("txn_produce_broker_cores", "cores", False, _medians(cores))
+        self.add("txn_produce_client_cores", "cores", False, _medians(client))
+
+    def ensure_txn_topic(self) -> None:
+        """Per broker, a topic of transactions of 1 KiB records, 1 in TXN_ABORT_EVERY aborted."""
+        for broker in self.brokers.values():
+            if broker.name in self.txn_topics:
+                continue
+            topic = "txn_consume"
+            self.log(
+                f"writing the {self.plan.txn_consume_bytes / MIB:.0f} MiB transactional topic "
+                f"to {broker.name}"
+            )
+            create_topic(broker.bootstrap, topic, self.partitions)
+            count = self.plan.txn_consume_bytes // KIB
+            argv = ["txn-produce", "--topic", topic, "--size", str(KIB), "--count", str(count)]
+            argv += ["--commit-ms", str(TXN_COMMIT_MS), "--abort-every", str(TXN_ABORT_EVERY)]
+            report = run_workers(broker, [argv]).reports[0]
+            report["messages"] += report["warmup_messages"]  # committed before the clock
+            self.txn_topics[broker.name] = {"topic": topic, **report}
+
+    def txn_consume_figure(self) -> None:
+        """Read the transactional topic with both isolation levels, the two alternating within
+        a round: the raw Fetch client (what the broker serves) and librdkafka's consumer."""
+        self.ensure_txn_topic()
+        time.sleep(self.plan.between_runs_s)
+        fetch: dict[str, dict[str, list[float]]] = {iso: {} for iso in ISOLATIONS}
+        client: dict[str, dict[str, list[float]]] = {iso: {} for iso in ISOLATIONS}
+        for r in range(self.plan.rounds):
+            for broker in self.order(r):
+                prepared = self.txn_topics[broker.name]
+                topic = prepared["topic"]
+                committed, aborted = prepared["messages"], prepared["aborted_messages"]
+                log_bytes = (committed + aborted) * KIB  # what both levels read through
+                isolations = ISOLATIONS if r % 2 == 0 else tuple(reversed(ISOLATIONS))
+                for kind, figures in (("fetch", fetch), ("consume", client)):
+                    if kind == "consume" and r >= self.plan.consume_client_rounds:
+                        continue
+                    for iso in isolations:
+                        expect = committed + (aborted if iso == "read_uncommitted" else 0)
+                        argv = [kind, "--topic", topic, "--partitions", str(self.partitions)]
+                        argv += ["--isolation", iso]
+                        if kind == "consume":
+                            argv += ["--expect", str(expect)]
+                        label = f"{'consume' if kind == 'fetch' else 'consume_client'}_{iso}"
+                        with self.profiler.record(broker, label):
+                            result = run_workers(broker, [argv])
+                        if kind == "consume" and result.messages != expect:
+                            raise RuntimeError(
+                                f"{broker.name}: {label} read {result.messages} records of {expect}"
+                            )
+                        read = result.bytes if kind == "fetch" else log_bytes
+                        rate = read / result.elapsed_s / 1e6
+                        figures[iso].setdefault(broker.name, []).append(rate)
+                        self.log(
+                            f"{label} r{r} {broker.name}: {rate:.1f} MB/s "
+                            f"({result.messages:,} records in {result.elapsed_s:.2f} s), broker "
+                            f"{result.broker_cpu_s / result.elapsed_s:.2f} cores, client "
+                            f"{result.client_cpu_s / result.elapsed_s:.2f} cores"
+                        )
+                        time.sleep(self.plan.between_runs_s)
+        for prefix, figures in (("consume", fetch), ("consume_client", client)):
+            for iso in ISOLATIONS:
+                self.add(f"{prefix}_{iso}_mbps", "MB/s", True, _medians(figures[iso]))
+            medians = {iso: _medians(figures[iso]) for iso in ISOLATIONS}
+            pct: dict[str, float | None] = {}
+            for n, committed_mbps in medians["read_committed"].items():
+                uncommitted_mbps = medians["read_uncommitted"].get(n)
+                if committed_mbps is not None and uncommitted_mbps:
+                    pct[n] = committed_mbps / uncommitted_mbps * 100
+            self.add(f"{prefix}_read_committed_pct", "%", True, pct)
+
 
 def _rotation(names: list[str], round_no: int) -> list[str]:
     """Round 0: as given; then reversed, then rotated: each broker goes first in turn."""
@@ -560,13 +701,14 @@ def measure_startups(
 
 def print_table(figures: list[Figure], meta: dict[str, Any]) -> None:
     names = [n for n in BROKERS if any(n in f.values for f in figures)]
-    head = f"{'figure':<34} {'unit':<9}" + "".join(f" {n:>11}" for n in names)
+    head = f"{'figure':<{NAME_WIDTH}} {'unit':<9}" + "".join(f" {n:>11}" for n in names)
     head += f" {'ours/kafka':>10}" + (f" {'ours/base':>9}" if "base" in names else "")
     print()
     print(head)
     print("-" * len(head))
     for f in figures:
-        row = f"{f.name:<34} {f.unit:<9}" + "".join(f" {_fmt(f.values.get(n)):>11}" for n in names)
+        row = f"{f.name:<{NAME_WIDTH}} {f.unit:<9}"
+        row += "".join(f" {_fmt(f.values.get(n)):>11}" for n in names)
         row += f" {_fmt_ratio(f.ratio):>10}"
         if "base" in names:
             row += f" {_fmt_ratio(f.ratio_to('base')):>9}"
@@ -608,7 +750,9 @@ def _loadavg() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (smoke)")
-    parser.add_argument("--only", default="", help=f"comma-separated subset of {FIGURES}")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated subset of {FIGURES}, or {sorted(GROUPS)}"
+    )
     parser.add_argument("--brokers", default="ours,kafka", help="ours,kafka (default both)")
     parser.add_argument(
         "--baseline-src",
@@ -629,10 +773,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = Plan(**{**plan.__dict__, "rounds": args.rounds, "latency_rounds": args.rounds})
     if args.startup_rounds >= 0:
         plan = Plan(**{**plan.__dict__, "startup_rounds": args.startup_rounds})
-    only = [f for f in args.only.split(",") if f] or list(FIGURES)
+    only = [g for f in args.only.split(",") if f for g in GROUPS.get(f, (f,))] or list(FIGURES)
     unknown = set(only) - set(FIGURES)
     if unknown:
-        parser.error(f"unknown figures {sorted(unknown)}; known: {FIGURES}")
+        parser.error(f"unknown figures {sorted(unknown)}; known: {FIGURES}, {sorted(GROUPS)}")
     names = [n for n in args.brokers.split(",") if n]
     if set(names) - {"ours", "kafka"}:
         parser.error("--brokers takes ours and/or kafka")
@@ -714,6 +858,10 @@ def run_figures(bench: Bench, names: list[str], only: list[str], root: Path) -> 
         bench.consume_figure("consume_client", plan.consume_client_rounds)
     if "latency" in only:
         bench.latency_figure()
+    if "txn_produce" in only:
+        bench.txn_produce_figure()
+    if "txn_consume" in only:
+        bench.txn_consume_figure()
     brokers = bench.brokers.items()
     bench.add("loaded_rss_mb", "MB", False, {n: procstat.rss_mb(b.pid) for n, b in brokers})
     bench.add("peak_rss_mb", "MB", False, {n: procstat.peak_rss_mb(b.pid) for n, b in brokers})

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests use beyond Python packages: kcat (Debian), a JDK and Maven (Debian),
-# and Apache Kafka plus the Java client (Maven Central) for the reference and interop tests.
+# Installs what the tests use beyond Python packages: kcat and ZooKeeper (Debian), a JDK and Maven
+# (Debian), and Apache Kafka plus the Java client (Maven Central) for the reference and interop
+# tests.
 # apt-get needs root (or sudo); without it, missing tools are reported and the tests that
 # need them skip locally, and fail when CI=true.
 set -euo pipefail
@@ -9,6 +10,8 @@ missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# The cluster tests run a real ZooKeeper from Debian's jars (tests/helpers/zookeeper.py).
+[ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = "0" ]; then
         apt-get update -qq >/dev/null

@@ -27,6 +27,13 @@ REQUIRED = {
     "cpu_s_per_gb",
     "startup_s",
     "idle_rss_mb",
+    "txn_produce_mbps",
+    "txn_commit_p50_ms",
+    "txn_commit_p99_ms",
+    "consume_read_committed_mbps",
+    "consume_read_uncommitted_mbps",
+    "consume_client_read_committed_mbps",
+    "consume_client_read_uncommitted_mbps",
 }
 
 

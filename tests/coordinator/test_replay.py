@@ -67,7 +67,7 @@ def test_restart_then_continue() -> None:
     sync = sync_response(h, h.sync("g", g.members[1], g.generation))
     assert sync.assignment == g.assignments[g.members[1]]
     resp = a.heartbeat()
-    assert (resp.error_code, resp.member_epoch) == (0, 1)
+    assert (resp.error_code, resp.member_epoch) == (0, 2)
     assert h.consumer().state is ConsumerGroupState.STABLE
 
 

@@ -106,3 +106,21 @@ def test_produce_then_consume_in_order_auto_created_topic(broker_factory: Broker
     metadata = _metadata(kcat, broker.bootstrap)
     (described,) = [t for t in metadata["topics"] if t["topic"] == topic]
     assert len(described["partitions"]) == 1
+
+
+@pytest.mark.timeout(60)
+def test_consume_from_beyond_the_log_end_resets_and_ends(broker: BrokerProcess) -> None:
+    """An out-of-range start offset: librdkafka must read the OFFSET_OUT_OF_RANGE answer (an
+    errored partition carries empty records, never null, which it cannot parse), reset to
+    the end (auto.offset.reset's default) and, with -e, exit there."""
+    kcat = require_tool("kcat")
+    topic = f"kcat-range-{uuid.uuid4().hex[:8]}"
+    create_topic(broker.bootstrap, topic, 1)
+    produced = _kcat(kcat, "-b", broker.bootstrap, "-t", topic, "-P", stdin=b"a\nb\nc\nd\ne\n")
+    assert produced.returncode == 0, _explain(produced)
+
+    result = _kcat(kcat, "-b", broker.bootstrap, "-C", "-t", topic, "-p", "0", "-o", "10", "-e")
+    assert result.returncode == 0, _explain(result)
+    assert result.stdout == b"", _explain(result)
+    stderr = result.stderr.decode(errors="replace")
+    assert "parse failure" not in stderr.lower() and "MessageSetSize" not in stderr, stderr

@@ -5,9 +5,10 @@ tests/interop/java/ holds the program (JavaClientCheck): AdminClient create/list
 then a consumer reading everything back and checking keys, values, headers, timestamps,
 offsets and order. It exits 0 only if everything matched.
 
-It is compiled here with javac against the jars that tools/reference-kafka/fetch.sh puts in
-tests/interop/java/target/lib (Maven Central, once), and recompiled only when its source
-changes. The same program runs against Kafka to prove the program right.
+It is compiled with javac (conftest's `java_programs`) against the jars that
+tools/reference-kafka/fetch.sh puts in tests/interop/java/target/lib (Maven Central, once),
+and recompiled only when a source changes. The same program runs against Kafka to prove the
+program right.
 
 Consumer modes: `assign` (assign() + seekToBeginning, no group coordinator), and the group
 modes (subscribe() in a classic or a KIP-848 group, then commitSync). A group mode runs
@@ -17,26 +18,13 @@ themselves on when groups land.
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 import subprocess
-import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 from helpers import kafka_wire as wire
-from helpers.reference_kafka import (
-    ReferenceKafkaUnavailable,
-    ensure_libs,
-    java_executable,
-    unavailable,
-)
 
-JAVA_PROJECT = Path(__file__).resolve().parent / "java"
-SOURCES = sorted((JAVA_PROJECT / "src" / "main" / "java").rglob("*.java"))
 MAIN_CLASS = "metamorphostreams.interop.JavaClientCheck"
-COMPILE_LIMIT_S = 120.0
 RUN_LIMIT_S = 150.0  # the program bounds each step; a JVM run takes ~5 s here
 
 MODES: dict[str, list[str]] = {
@@ -68,48 +56,9 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="session")
-def java_client_check() -> list[str]:
-    """The command that runs JavaClientCheck (compiled on first use, or when changed)."""
-    try:
-        java = java_executable()
-        libs = ensure_libs(JAVA_PROJECT)
-    except ReferenceKafkaUnavailable as exc:
-        unavailable(f"the Java client is unavailable: {exc}")
-    javac = Path(java).with_name("javac")
-    if not javac.exists():
-        unavailable(f"no javac next to {java} (a JRE without the JDK)")
-    digest = hashlib.sha256()
-    for path in SOURCES:
-        digest.update(path.read_bytes())
-    digest.update("\n".join(sorted(p.name for p in libs.glob("*.jar"))).encode())
-    # One folder per source version, filled under a temporary name and renamed into place,
-    # so concurrent sessions never run half-written classes.
-    classes = JAVA_PROJECT / "target" / f"classes-{digest.hexdigest()[:16]}"
-    if not classes.exists():
-        scratch = Path(tempfile.mkdtemp(prefix="classes-", dir=JAVA_PROJECT / "target"))
-        done = subprocess.run(
-            [str(javac), "-d", str(scratch), "-cp", f"{libs}/*", *map(str, SOURCES)],
-            capture_output=True,
-            text=True,
-            timeout=COMPILE_LIMIT_S,
-            check=False,
-        )
-        if done.returncode != 0:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise AssertionError(f"javac failed:\n{done.stdout}\n{done.stderr}")
-        try:
-            scratch.rename(classes)
-        except OSError:  # another session got there first
-            shutil.rmtree(scratch, ignore_errors=True)
-    return [
-        java,
-        "-Xmx256m",
-        "-XX:TieredStopAtLevel=1",
-        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-        "-cp",
-        f"{classes}:{libs}/*",
-        MAIN_CLASS,
-    ]
+def java_client_check(java_programs: list[str]) -> list[str]:
+    """The command that runs JavaClientCheck (compiled by conftest's `java_programs`)."""
+    return [*java_programs, MAIN_CLASS]
 
 
 def _run(command: list[str], bootstrap: str, mode: str) -> subprocess.CompletedProcess[str]:

@@ -401,3 +401,161 @@ def init_producer_id(target: Target, *, version: int = 4) -> tuple[int, int]:
         response = target.request(request)
     assert response.error_code == NONE, f"{target}: InitProducerId: {response}"
     return int(response.producer_id), int(response.producer_epoch)
+
+
+# --------------------------------------------------------------------------- our codec
+# Scenarios of APIs kafka-python does not know (the transaction APIs among them) speak
+# through our generated classes (protocol/_generated). Both brokers get the same bytes, so a
+# codec bug would show as a difference from Kafka, never as agreement.
+
+
+def call(
+    target: Target, request: Any, version: int, *, conn: wire.WireConnection | None = None
+) -> Any:
+    """One request of our generated codec at `version`; the decoded response object."""
+    from metamorphostreams.protocol._generated import RESPONSE_CLASSES
+    from metamorphostreams.protocol._generated.headers import RequestHeader, ResponseHeader
+    from metamorphostreams.protocol._primitives import Reader
+    from metamorphostreams.protocol.headers import (
+        request_header_version,
+        response_header_version,
+    )
+
+    api_key = request.API_KEY
+    correlation_id = wire.next_correlation_id()
+    header = RequestHeader(
+        request_api_key=api_key,
+        request_api_version=version,
+        correlation_id=correlation_id,
+        client_id="mms-reference",
+    ).to_bytes(request_header_version(api_key, version))
+    payload = header + request.to_bytes(version)
+    if conn is None:
+        with target.connect() as fresh:
+            data = fresh.roundtrip_raw(payload)
+    else:
+        data = conn.roundtrip_raw(payload)
+    reader = Reader(data)
+    got = ResponseHeader.read(reader, response_header_version(api_key, version)).correlation_id
+    assert got == correlation_id, f"{target}: correlation id {got}, expected {correlation_id}"
+    return RESPONSE_CLASSES[api_key].read(reader, version)
+
+
+def plain(value: Any) -> Any:
+    """A generated message as plain data: dicts by field name, lists, bytes."""
+    slots = getattr(type(value), "__slots__", None)
+    if slots is not None and hasattr(value, "to_bytes"):
+        return {name: plain(getattr(value, name)) for name in slots}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return value
+
+
+# --------------------------------------------------------------------------- transactions
+# Kafka's transaction error codes (org.apache.kafka.common.protocol.Errors).
+INVALID_TXN_STATE = 48
+INVALID_PRODUCER_ID_MAPPING = 49
+INVALID_TRANSACTION_TIMEOUT = 50
+CONCURRENT_TRANSACTIONS = 51
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+OPERATION_NOT_ATTEMPTED = 55
+UNSTABLE_OFFSET_COMMIT = 88
+PRODUCER_FENCED = 90
+TRANSACTIONAL_ID_NOT_FOUND = 105
+TRANSACTION_ABORTABLE = 120
+
+NOT_COORDINATOR = 16
+TXN_COORDINATOR_SETTLING = COORDINATOR_SETTLING | {NOT_COORDINATOR}
+TXN_TIMEOUT_MS = 60_000
+# How often both brokers look for timed-out transactions in these tests (conftest.py).
+TXN_ABORT_CHECK_INTERVAL_MS = 1_000
+PRODUCER_ID_KEYS = frozenset({"producer_id", "producer_id_filters"})
+
+
+def mask_producer_ids(value: Any, names: Mapping[int, str]) -> Any:
+    """Producer ids (the values of `PRODUCER_ID_KEYS` at any depth) as the scenario's names
+    for them: each broker hands out its own ids, but which producer an answer names is
+    compared. An id the scenario did not name becomes '<other>'; -1 stays."""
+
+    def one(v: Any) -> Any:
+        if isinstance(v, int) and v >= 0:
+            return names.get(v, "<other>")
+        if isinstance(v, list):
+            return [one(x) for x in v]
+        return v
+
+    if isinstance(value, Mapping):
+        return {
+            k: one(v) if k in PRODUCER_ID_KEYS else mask_producer_ids(v, names)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_producer_ids(v, names) for v in value]
+    return value
+
+
+def find_transaction_coordinator(target: Target, transactional_id: str, *, version: int = 3) -> Any:
+    """FindCoordinator(key_type 1), retried while Kafka creates `__transaction_state`."""
+    from metamorphostreams.protocol._generated.find_coordinator import FindCoordinatorRequest
+
+    request = FindCoordinatorRequest(key=transactional_id, key_type=1)
+    deadline = time.monotonic() + READY_LIMIT_S
+    response = call(target, request, version)
+    while response.error_code in COORDINATOR_SETTLING and time.monotonic() < deadline:
+        time.sleep(0.1)
+        response = call(target, request, version)
+    return response
+
+
+def init_transactional(
+    target: Target,
+    transactional_id: str,
+    *,
+    timeout_ms: int = TXN_TIMEOUT_MS,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    version: int = 4,
+) -> Any:
+    """InitProducerId for a transactional id, after FindCoordinator as clients do; retried
+    while the coordinator settles (Kafka's first answers), not on any other error."""
+    from metamorphostreams.protocol._generated.init_producer_id import InitProducerIdRequest
+
+    find_transaction_coordinator(target, transactional_id or "x")
+    request = InitProducerIdRequest(
+        transactional_id=transactional_id,
+        transaction_timeout_ms=timeout_ms,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+    )
+    deadline = time.monotonic() + READY_LIMIT_S
+    response = call(target, request, version)
+    # NOT_COORDINATOR: Kafka names itself before its state partition has loaded.
+    while response.error_code in TXN_COORDINATOR_SETTLING and time.monotonic() < deadline:
+        time.sleep(0.1)
+        response = call(target, request, version)
+    return response
+
+
+def describe_transaction(target: Target, transactional_id: str) -> Any:
+    """DescribeTransactions v0 of one id: its TransactionState entry."""
+    from metamorphostreams.protocol._generated.describe_transactions import (
+        DescribeTransactionsRequest,
+    )
+
+    response = call(target, DescribeTransactionsRequest(transactional_ids=[transactional_id]), 0)
+    (state,) = response.transaction_states
+    return state
+
+
+def wait_transaction_state(
+    target: Target, transactional_id: str, states: Iterable[str], what: str = ""
+) -> None:
+    """Until DescribeTransactions shows one of `states` (Kafka writes markers after EndTxn
+    has answered, so a commit is complete a moment later)."""
+    wanted = set(states)
+    wait_until(
+        lambda: describe_transaction(target, transactional_id).transaction_state in wanted,
+        what or f"{target}: {transactional_id} to reach {sorted(wanted)}",
+    )

@@ -289,9 +289,15 @@ def test_delete_records(targets: Targets) -> None:
 def test_describe_cluster(targets: Targets) -> None:
     def scenario(t: Target) -> dict[str, Any]:
         out = {}
-        for version in (0, 1):
+        for version in (0, 1, 2):
             request = DescribeClusterRequest[version](include_cluster_authorized_operations=False)
             out[f"v{version}"] = t.request(request).to_dict()
+        # v2 (KIP-1073): fenced brokers on request, and whether each broker is fenced.
+        for include_fenced in (True, False):
+            request = DescribeClusterRequest[2](
+                include_cluster_authorized_operations=False, include_fenced_brokers=include_fenced
+            )
+            out[f"v2, include fenced {include_fenced}"] = t.request(request).to_dict()
         return out
 
     targets.compare(scenario, "DescribeCluster")

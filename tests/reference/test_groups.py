@@ -9,6 +9,7 @@ so a lone member's JoinGroup completes at once on both.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from .differential import (
     Target,
     Targets,
     create_topic,
+    metadata_request,
     normalise,
     produce,
     unique,
@@ -345,3 +347,192 @@ def test_group_ids_are_per_broker_random(group_targets: Targets) -> None:
         return {"non-empty": bool(first and second), "distinct": first != second}
 
     group_targets.compare(scenario, "member ids")
+
+
+# Kafka's own texts are compared here: v1-3 carry Errors.message() ("NONE" on success),
+# v4+ carry "" per key and the text only when the whole request fails.
+FIND_COORDINATOR_VOLATILE = GROUP_VOLATILE - {"error_message"}
+GROUP, TRANSACTION, SHARE, UNKNOWN_KEY_TYPE = 0, 1, 2, 3
+GROUP_ID_NOT_FOUND = 69
+INVALID_REQUEST = 42
+
+
+@pytest.mark.parametrize("version", [1, 3, 4, 5, 6])
+def test_find_coordinator_every_key_type(group_targets: Targets, version: int) -> None:
+    """Share keys (v6, KIP-932) fail per key, as with share groups off; an unknown key type
+    fails the whole request."""
+    group = unique("g")
+    share_key = f"{group}:{uuid.UUID(int=7)}:0"  # groupId:topicId:partition
+
+    def scenario(t: Target) -> dict[str, Any]:
+        out = {}
+        for key_type in (GROUP, TRANSACTION, SHARE, UNKNOWN_KEY_TYPE):
+            if version >= 4:
+                keys = [group, share_key] if key_type == SHARE else [group]
+                request = FindCoordinatorRequest[version](key_type=key_type, coordinator_keys=keys)
+            else:
+                request = FindCoordinatorRequest[version](key=group, key_type=key_type)
+            out[f"key type {key_type}"] = _find_coordinator(t, request)
+        return out
+
+    answer = group_targets.compare(
+        scenario, f"FindCoordinator v{version}", drop=FIND_COORDINATOR_VOLATILE
+    )
+    unknown = answer[f"key type {UNKNOWN_KEY_TYPE}"]
+    codes = (
+        [c["error_code"] for c in unknown["coordinators"]]
+        if version >= 4
+        else [unknown["error_code"]]
+    )
+    assert codes == [INVALID_REQUEST]
+
+
+def test_describe_groups_v6_group_not_found(group_targets: Targets) -> None:
+    """KIP-1043: v6 answers GROUP_ID_NOT_FOUND for a group that does not exist, without
+    authorized operations (Kafka fills those in only for groups described without error)."""
+    group, missing, topic = unique("dg"), unique("dg-missing"), unique("dg-topic")
+
+    def scenario(t: Target) -> dict[str, Any]:
+        create_topic(t, topic, 1)
+        _commit(t, group, topic, {0: 1}, -1, "")  # a group with offsets only: Empty
+        out = {}
+        for version in (5, 6):
+            for ops in (False, True):
+                request = DescribeGroupsRequest[version](
+                    groups=[group, missing, ""], include_authorized_operations=ops
+                )
+                answer = normalise(t.request(request), GROUP_VOLATILE)
+                # Kafka answers in the order of its coordinator shards, not the request's.
+                answer["groups"].sort(key=lambda g: g["group_id"])
+                out[f"v{version}, operations {ops}"] = answer
+        return out
+
+    answer = group_targets.compare(scenario, "DescribeGroups v5 and v6", drop=GROUP_VOLATILE)
+    described = {g["group_id"]: g for g in answer["v6, operations True"]["groups"]}
+    assert described[group]["error_code"] == NONE
+    assert described[missing]["error_code"] == GROUP_ID_NOT_FOUND
+
+
+def _labelled_ids(value: Any, labels: dict[str, str]) -> Any:
+    """Topic ids (random per cluster) as the names the scenario gave them."""
+    if isinstance(value, dict):
+        return {
+            k: labels.get(str(v), f"other: {v}") if k == "topic_id" else _labelled_ids(v, labels)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_labelled_ids(v, labels) for v in value]
+    return value
+
+
+def test_offsets_by_topic_id(group_targets: Targets) -> None:
+    """OffsetCommit and OffsetFetch v10 (KIP-848) name topics by id. KafkaApis answers
+    unknown ids (UNKNOWN_TOPIC_ID) and partitions (UNKNOWN_TOPIC_OR_PARTITION) of a commit
+    itself, before the coordinator's answer is merged in; a fetch's unknown ids come after
+    the coordinator's topics."""
+    group, first, second = unique("byid"), unique("byid-a"), unique("byid-b")
+    missing, other_group = unique("byid-missing"), unique("byid-nog")
+    unknown = uuid.UUID(int=0x5EED)
+    zero = uuid.UUID(int=0)
+    oct_ = OffsetCommitRequest.OffsetCommitRequestTopic
+    ofg = OffsetFetchRequest.OffsetFetchRequestGroup
+
+    def part(p: int, offset: int) -> Any:
+        return oct_.OffsetCommitRequestPartition(
+            partition_index=p,
+            committed_offset=offset,
+            committed_leader_epoch=-1,
+            committed_metadata=f"m{p}",
+        )
+
+    def scenario(t: Target) -> dict[str, Any]:
+        create_topic(t, first, 2)
+        create_topic(t, second, 1)
+        ids = {}
+        for name in (first, second):
+            (described,) = t.request(metadata_request([name])).topics
+            ids[name] = uuid.UUID(str(described.topic_id))
+        labels = {str(ids[first]): "first", str(ids[second]): "second", str(unknown): "unknown"}
+        labels.update({str(zero): "zero", "None": "zero"})
+
+        def commit(topics: list[Any], version: int = 10, generation: int = -1) -> Any:
+            request = OffsetCommitRequest[version](
+                group_id=group,
+                generation_id_or_member_epoch=generation,
+                member_id="" if generation < 0 else "nobody",
+                group_instance_id=None,
+                topics=topics,
+            )
+            return _labelled_ids(
+                normalise(t.request(request), GROUP_VOLATILE - {"topic_id"}), labels
+            )
+
+        def fetch(topics: list[Any] | None, group_id: str = group) -> Any:
+            request = OffsetFetchRequest[10](
+                groups=[ofg(group_id=group_id, member_id=None, member_epoch=-1, topics=topics)],
+                require_stable=False,
+            )
+            answer = normalise(t.request(request), GROUP_VOLATILE - {"topic_id"})
+            answer = _labelled_ids(answer, labels)
+            if topics is None:  # all topics: Kafka's order is its hash map's
+                for g in answer["groups"]:
+                    g["topics"].sort(key=lambda x: x["topic_id"])
+            return answer
+
+        # The first commit may meet a coordinator that is still loading: retry, as clients do.
+        deadline = time.monotonic() + READY_LIMIT_S
+        while True:
+            settled = commit([oct_(topic_id=ids[first], partitions=[part(0, 1)])])
+            code = settled["topics"][0]["partitions"][0]["error_code"]
+            if code not in (14, 15, 16) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        fot = ofg.OffsetFetchRequestTopics
+        return {
+            "commit": settled,
+            "commit, mixed": commit(
+                [
+                    oct_(topic_id=ids[second], partitions=[part(0, 3)]),
+                    oct_(topic_id=unknown, partitions=[part(0, 1), part(1, 1)]),
+                    oct_(topic_id=ids[first], partitions=[part(1, 5), part(9, 1), part(0, 2)]),
+                    oct_(topic_id=zero, partitions=[part(0, 1)]),
+                ]
+            ),
+            "commit, only unknown": commit([oct_(topic_id=unknown, partitions=[part(0, 1)])]),
+            "commit, unknown member": commit(
+                [
+                    oct_(topic_id=unknown, partitions=[part(0, 1)]),
+                    oct_(topic_id=ids[first], partitions=[part(0, 7), part(4, 1)]),
+                ],
+                generation=3,
+            ),
+            "commit v9 by name": commit(
+                [
+                    oct_(name=second, partitions=[part(0, 4)]),
+                    oct_(name=missing, partitions=[part(0, 1)]),
+                ],
+                version=9,
+            ),
+            "fetch": fetch(
+                [
+                    fot(topic_id=unknown, partition_indexes=[0]),
+                    fot(topic_id=ids[first], partition_indexes=[0, 1, 7]),
+                    fot(topic_id=zero, partition_indexes=[0]),
+                    fot(topic_id=ids[second], partition_indexes=[0]),
+                ]
+            ),
+            "fetch all": fetch(None),
+            "fetch, unknown group": fetch(
+                [
+                    fot(topic_id=ids[first], partition_indexes=[0]),
+                    fot(topic_id=unknown, partition_indexes=[2]),
+                ],
+                group_id=other_group,
+            ),
+        }
+
+    answer = group_targets.compare(
+        scenario, "OffsetCommit and OffsetFetch v10", drop=GROUP_VOLATILE - {"topic_id"}
+    )
+    mixed = answer["commit, mixed"]["topics"]
+    assert [t["topic_id"] for t in mixed] == ["unknown", "first", "zero", "second"]

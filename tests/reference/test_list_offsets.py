@@ -10,6 +10,7 @@ from helpers import kafka_wire as wire
 
 from .differential import (
     NONE,
+    UNSUPPORTED_VERSION,
     VOLATILE,
     Target,
     Targets,
@@ -69,7 +70,7 @@ def test_empty_partition_ends_have_the_leader_epoch(targets: Targets) -> None:
     targets.compare(scenario, "ListOffsets earliest/latest on an empty partition")
 
 
-@pytest.mark.parametrize("version", [1, 4, 7])
+@pytest.mark.parametrize("version", [1, 4, 7, 11])
 def test_by_time_max_timestamp_and_ends(targets: Targets, version: int) -> None:
     topic = unique("lo-time")
     t0 = _now_ms() - 600_000
@@ -147,7 +148,7 @@ def test_several_partitions_and_unknown_ones(targets: Targets) -> None:
         produce(t, topic, 0, _batch([0], t0, "a"))
         produce(t, topic, 1, _batch([0, 1], t0, "b"))
         response = t.request(
-            list_offsets_request(topic, {0: LATEST, 1: EARLIEST, 2: LATEST, 7: t0}, version=7)
+            list_offsets_request(topic, {0: LATEST, 1: EARLIEST, 2: LATEST, 7: t0}, version=11)
         )
         return sorted(
             (p.to_dict() for r in response.topics for p in r.partitions),
@@ -155,3 +156,61 @@ def test_several_partitions_and_unknown_ones(targets: Targets) -> None:
         )
 
     targets.compare(scenario, "one ListOffsets for known and unknown partitions")
+
+
+EARLIEST_LOCAL = -4  # KIP-405, v8+
+LATEST_TIERED = -5  # KIP-1005, v9+
+EARLIEST_PENDING_UPLOAD = -6  # KIP-1023, v11+
+UNKNOWN_SENTINEL = -7
+
+
+@pytest.mark.parametrize("version", [7, 8, 9, 10, 11])
+def test_every_sentinel_at_every_version(targets: Targets, version: int) -> None:
+    """Each sentinel below its version gets UNSUPPORTED_VERSION; without tiered storage the
+    local log start is the log start and nothing is (pending) uploaded. DeleteRecords first,
+    so that the log start is not offset 0."""
+    from kafka.protocol.admin import DeleteRecordsRequest
+
+    topic = unique(f"lo-v{version}")
+    t0 = _now_ms() - 600_000
+    specs = {
+        "latest": LATEST,
+        "earliest": EARLIEST,
+        "max timestamp": MAX_TIMESTAMP,
+        "earliest local": EARLIEST_LOCAL,
+        "latest tiered": LATEST_TIERED,
+        "earliest pending upload": EARLIEST_PENDING_UPLOAD,
+        "unknown sentinel": UNKNOWN_SENTINEL,
+        "T+3": t0 + 3,
+    }
+
+    def scenario(t: Target) -> dict[str, Any]:
+        create_topic(t, topic, 1)
+        produce(t, topic, 0, _batch([0, 1, 2], t0, "a"))
+        produce(t, topic, 0, _batch([3, 4], t0, "b"))
+        drt = DeleteRecordsRequest.DeleteRecordsTopic
+        t.request(
+            DeleteRecordsRequest[2](
+                topics=[
+                    drt(
+                        name=topic,
+                        partitions=[drt.DeleteRecordsPartition(partition_index=0, offset=2)],
+                    )
+                ],
+                timeout_ms=10_000,
+            )
+        )
+        out = {}
+        for name, ts in specs.items():
+            request = list_offsets_request(topic, {0: ts}, version=version)
+            if version >= 10:
+                request.timeout_ms = 10_000  # KIP-1075: for reads from remote storage
+            (topic_answer,) = t.request(request).topics
+            (out[name],) = (p.to_dict() for p in topic_answer.partitions)
+        return out
+
+    answer = targets.compare(scenario, f"ListOffsets v{version}: every sentinel")
+    assert answer["earliest local"]["error_code"] == (NONE if version >= 8 else UNSUPPORTED_VERSION)
+    if version >= 8:
+        assert answer["earliest local"]["offset"] == 2
+    assert answer["unknown sentinel"]["error_code"] == UNSUPPORTED_VERSION

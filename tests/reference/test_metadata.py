@@ -42,7 +42,7 @@ def _cluster(response: Any) -> dict[str, Any]:
     return answer
 
 
-@pytest.mark.parametrize("version", [0, 1, 4, 9, 12])
+@pytest.mark.parametrize("version", [0, 1, 4, 9, 12, 13])
 def test_existing_topic(targets: Targets, version: int) -> None:
     topic = unique("md-existing")
 
@@ -82,7 +82,7 @@ def test_empty_and_all_topics(targets: Targets) -> None:
     targets.compare(scenario, "Metadata for no topic and for all topics")
 
 
-@pytest.mark.parametrize("version", [1, 4, 12])
+@pytest.mark.parametrize("version", [1, 4, 12, 13])
 def test_auto_created_topic(targets: Targets, version: int) -> None:
     topic = unique(f"md-auto-v{version}")
 

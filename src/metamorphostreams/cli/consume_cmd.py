@@ -53,6 +53,13 @@ def add_consume_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
         "--timeout", type=float, default=None, metavar="S", help="stop after S idle seconds"
     )
     p.add_argument("--format", default=None, metavar="FMT", help=FORMAT_HELP)
+    p.add_argument(
+        "--isolation-level",
+        choices=("read_uncommitted", "read_committed"),
+        default=None,
+        help="read_committed: only committed transactions' records, up to the last stable "
+        "offset (default read_uncommitted, as Kafka)",
+    )
     p.set_defaults(run=run_async(_consume))
 
 
@@ -146,6 +153,8 @@ async def _consume(args: argparse.Namespace) -> int:
     if args.count is not None and args.count <= 0:
         raise CliError("--count must be positive")
     settings: dict[str, Any] = {"allow.auto.create.topics": "false"}
+    if args.isolation_level:
+        settings["isolation.level"] = args.isolation_level
     if args.group:
         settings["group.id"] = args.group
         if args.from_beginning:

@@ -1,9 +1,15 @@
-"""``mms produce TOPIC``: one record per input line, from stdin or a file."""
+"""``mms produce TOPIC``: one record per input line, from stdin or a file.
+
+With ``--transactional-id`` all the input is one transaction, committed at the end of the
+input; on an error it is aborted (nothing of it becomes visible to read_committed readers)
+and the command fails.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from typing import IO, Any
@@ -55,6 +61,13 @@ def add_produce_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--create", action="store_true", help="let the broker auto-create a missing topic"
     )
+    p.add_argument(
+        "--transactional-id",
+        default=None,
+        metavar="ID",
+        help="produce all input in one transaction, committed at the end of input "
+        "(aborted on an error)",
+    )
     p.set_defaults(run=run_async(_produce))
 
 
@@ -84,6 +97,9 @@ async def _produce(args: argparse.Namespace) -> int:
     if args.acks:
         settings["acks"] = args.acks
     settings["allow.auto.create.topics"] = "true" if args.create else "false"
+    transactional = bool(args.transactional_id)
+    if transactional:
+        settings["transactional.id"] = args.transactional_id
     config = client_config(args, **settings)
     separator = args.key_separator.encode() if args.key_separator else None
     if args.key_separator == "":
@@ -107,27 +123,43 @@ async def _produce(args: argparse.Namespace) -> int:
     count = 0
     try:
         async with AsyncProducer(config) as producer:
-            async for line in _lines(stream):
-                key: bytes | None = None
-                value = line
-                if separator is not None:
-                    if separator not in line:
-                        raise CliError(
-                            f"line {count + 1} has no key separator {args.key_separator!r}"
-                        )
-                    key, _, value = line.partition(separator)
-                await producer.send(
-                    args.topic,
-                    value,
-                    key,
-                    partition=args.partition,
-                    headers=headers,
-                    on_delivery=delivered,
-                )
-                count += 1
-                if failures:
-                    break
-            await producer.flush()
+            if transactional:
+                await producer.init_transactions()
+                producer.begin_transaction()
+            try:
+                async for line in _lines(stream):
+                    key: bytes | None = None
+                    value = line
+                    if separator is not None:
+                        if separator not in line:
+                            raise CliError(
+                                f"line {count + 1} has no key separator {args.key_separator!r}"
+                            )
+                        key, _, value = line.partition(separator)
+                    await producer.send(
+                        args.topic,
+                        value,
+                        key,
+                        partition=args.partition,
+                        headers=headers,
+                        on_delivery=delivered,
+                    )
+                    count += 1
+                    if failures:
+                        break
+                if not transactional:
+                    await producer.flush()
+                elif failures:
+                    raise failures[0]
+                else:
+                    await producer.commit_transaction()
+            except BaseException:
+                if transactional:
+                    # Whatever went wrong, none of the input may become visible; a fenced
+                    # producer cannot abort (its successor already has).
+                    with contextlib.suppress(KafkaError):
+                        await producer.abort_transaction()
+                raise
     finally:
         if args.file:
             stream.close()
@@ -135,13 +167,15 @@ async def _produce(args: argparse.Namespace) -> int:
     if failures:
         raise failures[0]
     if args.json:
-        print_json(
-            {
-                "topic": args.topic,
-                "records": count,
-                "partitions": {str(p): n for p, n in sorted(partitions.items())},
-            }
-        )
+        summary: dict[str, Any] = {
+            "topic": args.topic,
+            "records": count,
+            "partitions": {str(p): n for p, n in sorted(partitions.items())},
+        }
+        if transactional:
+            summary["transactional_id"] = args.transactional_id
+        print_json(summary)
     else:
-        print(f"produced {count} records to {args.topic}", file=sys.stderr)
+        where = f" in one transaction ({args.transactional_id})" if transactional else ""
+        print(f"produced {count} records to {args.topic}{where}", file=sys.stderr)
     return 0

@@ -11,7 +11,7 @@ Configuration uses Kafka's property names::
         producer.flush()
 """
 
-from ._records import ConsumerRecord, RecordMetadata
+from ._records import ConsumerGroupMetadata, ConsumerRecord, RecordMetadata
 from .admin import (
     AsyncAdmin,
     ClusterDescription,
@@ -34,7 +34,12 @@ from .errors import (
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     NoOffsetForPartitionError,
+    ProducerFencedError,
     TopicAlreadyExistsError,
+    TransactionAbortableError,
+    TransactionAbortedError,
+    TransactionalIdAuthorizationError,
+    TransactionStateError,
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
     error_for,
@@ -55,6 +60,7 @@ __all__ = [
     "ConfigEntry",
     "ConfigError",
     "Consumer",
+    "ConsumerGroupMetadata",
     "ConsumerRecord",
     "CooperativeStickyAssignor",
     "GroupDescription",
@@ -68,12 +74,17 @@ __all__ = [
     "NoOffsetForPartitionError",
     "PartitionInfo",
     "Producer",
+    "ProducerFencedError",
     "RangeAssignor",
     "RecordMetadata",
     "RoundRobinAssignor",
     "TopicAlreadyExistsError",
     "TopicDescription",
     "TopicPartition",
+    "TransactionAbortableError",
+    "TransactionAbortedError",
+    "TransactionStateError",
+    "TransactionalIdAuthorizationError",
     "UnknownTopicOrPartitionError",
     "UnsupportedVersionError",
     "error_for",

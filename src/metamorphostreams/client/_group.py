@@ -43,6 +43,8 @@ from .errors import (
 
 log = logging.getLogger("metamorphostreams.client")
 
+GROUP_KEY = 0  # FindCoordinator key types
+TRANSACTION_KEY = 1
 CONSUMER_PROTOCOL_VERSION = 3  # ConsumerProtocolSubscription/Assignment: owned partitions, rack
 LANE = "coordinator"
 _VERSION_PREFIX = struct.Struct(">h")
@@ -83,6 +85,35 @@ def decode_versioned(cls: Any, data: bytes | memoryview | None, latest: int) -> 
     return cls.decode(memoryview(data)[2:], min(max(version, 0), latest))
 
 
+async def find_coordinator(
+    client: KafkaClient, key: str, key_type: int, *, timeout_s: float, backoff_s: float
+) -> int:
+    """FindCoordinator for a group id (GROUP_KEY) or a transactional id (TRANSACTION_KEY):
+    the coordinator's node id, its address added to the metadata if it was not there.
+    Retries retriable errors until ``timeout_s``; raises the error met otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        version = await client.api_version(FindCoordinatorRequest.API_KEY)
+        request = FindCoordinatorRequest(key=key, key_type=key_type)
+        if version >= 4:
+            request.coordinator_keys = [key]
+        response = await client.send(None, request, version=version)
+        if version >= 4:
+            c = response.coordinators[0]
+            code, node, host, port = c.error_code, c.node_id, c.host, c.port
+        else:
+            code, node = response.error_code, response.node_id
+            host, port = response.host, response.port
+        if code == ErrorCode.NONE:
+            if node not in client.metadata.brokers:
+                client.metadata.brokers[node] = BrokerInfo(node, host, port)
+            return int(node)
+        err = error_for(code)
+        if not err.retriable or time.monotonic() + backoff_s > deadline:
+            raise err
+        await asyncio.sleep(backoff_s)
+
+
 class GroupCoordinatorClient:
     """Finds the group's coordinator; commits and fetches offsets. Loop-owned."""
 
@@ -98,30 +129,15 @@ class GroupCoordinatorClient:
         self.api_timeout_s = config["default.api.timeout.ms"] / 1000
 
     async def coordinator_node(self) -> int:
-        if self.coordinator is not None:
-            return self.coordinator
-        deadline = time.monotonic() + self.api_timeout_s
-        while True:
-            version = await self.client.api_version(FindCoordinatorRequest.API_KEY)
-            request = FindCoordinatorRequest(key=self.group_id, key_type=0)
-            if version >= 4:
-                request.coordinator_keys = [self.group_id]
-            response = await self.client.send(None, request, version=version)
-            if version >= 4:
-                c = response.coordinators[0]
-                code, node, host, port = c.error_code, c.node_id, c.host, c.port
-            else:
-                code, node = response.error_code, response.node_id
-                host, port = response.host, response.port
-            if code == ErrorCode.NONE:
-                if node not in self.client.metadata.brokers:
-                    self.client.metadata.brokers[node] = BrokerInfo(node, host, port)
-                self.coordinator = node
-                return node
-            err = error_for(code)
-            if not err.retriable or time.monotonic() > deadline:
-                raise err
-            await asyncio.sleep(self.config["retry.backoff.ms"] / 1000)
+        if self.coordinator is None:
+            self.coordinator = await find_coordinator(
+                self.client,
+                self.group_id,
+                GROUP_KEY,
+                timeout_s=self.api_timeout_s,
+                backoff_s=self.config["retry.backoff.ms"] / 1000,
+            )
+        return self.coordinator
 
     def coordinator_dead(self) -> None:
         self.coordinator = None

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["ConsumerRecord", "HeaderInput", "RecordMetadata", "normalise_headers", "to_bytes"]
+__all__ = [
+    "ConsumerGroupMetadata",
+    "ConsumerRecord",
+    "HeaderInput",
+    "RecordMetadata",
+    "normalise_headers",
+    "to_bytes",
+]
 
 HeaderInput = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
 
@@ -35,6 +42,19 @@ class ConsumerRecord:
     value: bytes | None
     headers: list[tuple[str, bytes | None]] = field(default_factory=list)
     leader_epoch: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupMetadata:
+    """A consumer's group membership as a transactional producer sends it with offsets
+    (KIP-447): the coordinator rejects the commit if the member has been fenced meanwhile.
+    generation is the classic generation or the KIP-848 member epoch; -1 and "" when the
+    consumer only assigns partitions."""
+
+    group_id: str
+    generation: int = -1
+    member_id: str = ""
+    group_instance_id: str | None = None
 
 
 def to_bytes(data: bytes | bytearray | memoryview | str | None, what: str) -> bytes | None:

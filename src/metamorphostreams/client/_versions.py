@@ -24,7 +24,11 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     19: (2, 7),  # CreateTopics
     20: (1, 6),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
-    22: (0, 4),  # InitProducerId
+    22: (0, 4),  # InitProducerId: 3+ bumps the epoch of a given producer id
+    24: (0, 3),  # AddPartitionsToTxn: 4+ is broker-to-broker (verification)
+    25: (0, 4),  # AddOffsetsToTxn
+    26: (0, 4),  # EndTxn: 5 is transaction-version-2 (epoch bump per transaction)
+    28: (0, 4),  # TxnOffsetCommit: 5 implies AddOffsetsToTxn (transaction-version-2)
     32: (1, 4),  # DescribeConfigs
     37: (0, 3),  # CreatePartitions
     42: (0, 2),  # DeleteGroups

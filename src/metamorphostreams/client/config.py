@@ -88,6 +88,7 @@ DEFINITIONS: dict[str, ConfigKey] = _keys(
     ConfigKey("max.block.ms", "int", 60000, _P, minimum=0),
     ConfigKey("partitioner.ignore.keys", "bool", False, _P),
     ConfigKey("transactional.id", "str", None, _P),
+    ConfigKey("transaction.timeout.ms", "int", 60000, _P, minimum=1),
     # -- consumer
     ConfigKey("group.id", "str", None, _C),
     ConfigKey("group.instance.id", "str", None, _C),
@@ -186,8 +187,6 @@ class ClientConfig:
             raise ConfigError("missing configuration 'bootstrap.servers' (host:port[,host:port])")
         for server in values["bootstrap.servers"]:
             _split_host_port(server)
-        if values.get("transactional.id"):
-            raise ConfigError("'transactional.id' is not supported yet: transactions are not built")
         return cls(role, values, merged)
 
     def __getitem__(self, name: str) -> Any:

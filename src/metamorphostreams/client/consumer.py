@@ -27,7 +27,7 @@ from ..protocol.records import ControlRecordType, iter_batches, parse_control_ke
 from ._group import ClassicMember, GroupCoordinatorClient
 from ._kip848 import ConsumerProtocolMember
 from ._offsets import EARLIEST, LATEST, list_offsets
-from ._records import ConsumerRecord
+from ._records import ConsumerGroupMetadata, ConsumerRecord
 from .cluster import KafkaClient, TopicPartition
 from .config import ClientConfig
 from .errors import (
@@ -61,6 +61,15 @@ class _PartitionState:
     last_stable_offset: int = -1
     log_start_offset: int = -1
     error: KafkaError | None = None
+
+
+def _is_abort_marker(records: list[Any]) -> bool:
+    if not records:
+        return False
+    try:
+        return parse_control_key(records[0].key) is ControlRecordType.ABORT
+    except DecodeError:
+        return False
 
 
 def _as_tp(item: TopicPartition | tuple[str, int]) -> TopicPartition:
@@ -217,6 +226,20 @@ class AsyncConsumer:
     @property
     def generation(self) -> int:
         return self._group.generation if self._group is not None else -1
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        """The membership a transactional producer sends with this consumer's offsets
+        (``send_offsets_to_transaction``): group id, generation (or KIP-848 member epoch),
+        member id, group instance id."""
+        group_id = self.config["group.id"]
+        if not group_id:
+            raise ConfigError("group_metadata() needs a group.id")
+        return ConsumerGroupMetadata(
+            group_id,
+            self.generation,
+            self.member_id or "",
+            self.config["group.instance.id"],
+        )
 
     # GroupOwner, called by the group member from inside poll()
 
@@ -699,6 +722,10 @@ class AsyncConsumer:
         data: Any,
         aborted: list[Any] | None,
     ) -> None:
+        # Kafka's CompletedFetch: with read_committed, a producer whose aborted transaction
+        # (from the response's list) starts at or before a batch's last offset is "aborted"
+        # from that batch on, until its ABORT marker; its transactional batches meanwhile
+        # are skipped. Control batches are never delivered; the position moves past both.
         committed = self._isolation == READ_COMMITTED
         pending_aborts = sorted(
             ((a.first_offset, a.producer_id) for a in aborted or []), reverse=True
@@ -708,16 +735,14 @@ class AsyncConsumer:
         check = self.config["check.crcs"]
         for header, records in iter_batches(data, check_crc=check):
             next_offset = max(next_offset, header.next_offset)
-            if committed:
+            if committed and header.producer_id >= 0:
                 while pending_aborts and pending_aborts[-1][0] <= header.last_offset:
                     aborted_pids.add(pending_aborts.pop()[1])
+                if header.is_control and _is_abort_marker(records):
+                    aborted_pids.discard(header.producer_id)
+                elif header.is_transactional and header.producer_id in aborted_pids:
+                    continue
             if header.is_control:
-                if committed and records:
-                    with contextlib.suppress(DecodeError):
-                        if parse_control_key(records[0].key) is ControlRecordType.ABORT:
-                            aborted_pids.discard(header.producer_id)
-                continue
-            if committed and header.is_transactional and header.producer_id in aborted_pids:
                 continue
             ts_type = header.timestamp_type.value
             for r in records:

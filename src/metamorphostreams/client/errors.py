@@ -20,6 +20,7 @@ __all__ = [
     "IllegalGenerationError",
     "InvalidConfigError",
     "InvalidPartitionsError",
+    "InvalidProducerEpochError",
     "InvalidReplicationFactorError",
     "KafkaConnectionError",
     "KafkaError",
@@ -32,8 +33,13 @@ __all__ = [
     "NotLeaderOrFollowerError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceNumberError",
+    "ProducerFencedError",
     "RebalanceInProgressError",
     "TopicAlreadyExistsError",
+    "TransactionAbortableError",
+    "TransactionAbortedError",
+    "TransactionStateError",
+    "TransactionalIdAuthorizationError",
     "UnknownMemberIdError",
     "UnknownProducerIdError",
     "UnknownTopicOrPartitionError",
@@ -322,6 +328,62 @@ class CommitFailedError(KafkaError):
     """The commit cannot complete: the group rebalanced and the partitions may have moved."""
 
     default_code = ErrorCode.REBALANCE_IN_PROGRESS
+    show_code = False
+    client_side = True
+
+    @property
+    def retriable(self) -> bool:
+        return False
+
+
+class ProducerFencedError(KafkaError):
+    """Another producer with the same transactional.id has initialised: this one is fenced
+    and must be closed (Kafka's ProducerFencedException; fatal for the producer)."""
+
+    default_code = ErrorCode.PRODUCER_FENCED
+
+
+class InvalidProducerEpochError(KafkaError):
+    """The producer's epoch is not the current one for its producer id."""
+
+    default_code = ErrorCode.INVALID_PRODUCER_EPOCH
+
+
+class TransactionalIdAuthorizationError(KafkaError):
+    """The producer may not use its transactional.id (fatal for the producer)."""
+
+    default_code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+class TransactionStateError(KafkaError):
+    """A transactional method was called in the wrong state (send() outside a transaction,
+    commit_transaction() before begin_transaction(), ...): the caller's mistake."""
+
+    default_code = ErrorCode.INVALID_TXN_STATE
+    show_code = False
+    client_side = True
+
+    @property
+    def retriable(self) -> bool:
+        return False
+
+
+class TransactionAbortableError(KafkaError):
+    """The open transaction hit an error: only abort_transaction() works now. The error met
+    is ``__cause__``; its code is ``code``."""
+
+    default_code = ErrorCode.TRANSACTION_ABORTABLE
+    client_side = True
+
+    @property
+    def retriable(self) -> bool:
+        return False
+
+
+class TransactionAbortedError(KafkaError):
+    """The record was not delivered: its transaction was aborted before it was sent."""
+
+    default_code = ErrorCode.TRANSACTION_ABORTABLE
     show_code = False
     client_side = True
 

@@ -8,6 +8,12 @@ futures from the responses. With idempotence (the default, as in Kafka 3+) the p
 takes a producer id from InitProducerId and numbers each partition's batches; a retried
 batch keeps its sequence, and a partition with a retry waiting sends nothing else until its
 in-flight batches are answered, so the broker sees each partition's batches in order.
+
+With ``transactional.id`` the producer is transactional (``_transactions.py``): records go
+out only inside ``begin_transaction()`` ... ``commit_transaction()``/``abort_transaction()``,
+a partition's batches wait until the partition has joined the transaction, batches carry
+the transactional flag, and a batch that fails makes the transaction abortable instead of
+resetting the producer id.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from ..protocol._generated.produce import ProduceRequest, ProduceResponse
 from ..protocol.errors import ErrorCode
 from ..protocol.record_batch import CompressionType
 from ..protocol.records import build_batch
-from ._records import HeaderInput, RecordMetadata, normalise_headers, to_bytes
+from ._records import (
+    ConsumerGroupMetadata,
+    HeaderInput,
+    RecordMetadata,
+    normalise_headers,
+    to_bytes,
+)
+from ._transactions import TransactionManager
 from .cluster import KafkaClient, TopicPartition
 from .config import ClientConfig
 from .errors import (
@@ -35,6 +48,8 @@ from .errors import (
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
+    TransactionAbortedError,
+    TransactionStateError,
     UnknownTopicOrPartitionError,
     error_for,
 )
@@ -145,16 +160,42 @@ class AsyncProducer:
         self._sending: set[_Batch] = set()
         self._topic_cache: dict[str, tuple[Any, int, list[int]]] = {}
         self._acked: set[TopicPartition] = set()  # partitions that stored a batch of this pid
+        self._txn: TransactionManager | None = None
+        if cfg["transactional.id"]:
+            self._txn = self._transaction_manager(cfg)
+
+    def _transaction_manager(self, cfg: ClientConfig) -> TransactionManager:
+        # Kafka's KafkaProducer.configureTransactionState: transactions need idempotence.
+        if not self._idempotent:
+            given = cfg.given
+            if "enable.idempotence" in given and not cfg["enable.idempotence"]:
+                raise ConfigError("transactional.id requires enable.idempotence=true")
+            if "acks" in given and cfg["acks"] != -1:
+                raise ConfigError("transactional.id requires acks=all")
+            raise ConfigError(
+                "transactional.id requires max.in.flight.requests.per.connection <= 5"
+            )
+        return TransactionManager(
+            self._client,
+            cfg["transactional.id"],
+            transaction_timeout_ms=cfg["transaction.timeout.ms"],
+            retry_backoff_s=cfg["retry.backoff.ms"] / 1000,
+            add_partitions_timeout_s=cfg["delivery.timeout.ms"] / 1000,
+            wake_sender=self._wake.set,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, load metadata and (with idempotence) get a producer id."""
+        """Connect, load metadata and (idempotent, not transactional) get a producer id."""
         if self._started:
             return
         try:
             await self._client.bootstrap()
-            if self._idempotent:
+            if self._txn is not None:
+                if not await self._client.supports(InitProducerIdRequest.API_KEY):
+                    raise ConfigError("the broker does not support transactions")
+            elif self._idempotent:
                 if not await self._client.supports(InitProducerIdRequest.API_KEY):
                     if "enable.idempotence" in self.config.given:
                         raise ConfigError("the broker does not support idempotent producers")
@@ -199,6 +240,119 @@ class AsyncProducer:
     def idempotent(self) -> bool:
         return self._idempotent
 
+    @property
+    def transaction_manager(self) -> TransactionManager | None:
+        return self._txn
+
+    @property
+    def transactional_id(self) -> str | None:
+        return self._txn.transactional_id if self._txn is not None else None
+
+    # -- transactions ------------------------------------------------------------------
+
+    def _transactions(self) -> TransactionManager:
+        if self._txn is None:
+            raise TransactionStateError("transactions need a transactional.id")
+        if self._closing:
+            raise KafkaError("the producer is closed")
+        return self._txn
+
+    def _deadline(self, timeout: float | None) -> float:
+        seconds = self.config["max.block.ms"] / 1000 if timeout is None else timeout
+        return time.monotonic() + seconds
+
+    async def init_transactions(self, timeout: float | None = None) -> None:
+        """Register the transactional.id with its coordinator (once, before the first
+        transaction): older producers with the same id are fenced, and a transaction they
+        left open is aborted. ``timeout`` defaults to max.block.ms (KafkaTimeoutError; the
+        call may be repeated)."""
+        txn = self._transactions()
+        await self.start()
+        await txn.init(self._deadline(timeout))
+        self._use_producer_id(txn)
+
+    def begin_transaction(self) -> None:
+        """Start a transaction: the records sent from now on are committed or aborted
+        together (no I/O: the coordinator learns of it with the first partition or offsets)."""
+        self._transactions().begin()
+
+    async def send_offsets_to_transaction(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        group_metadata: ConsumerGroupMetadata,
+        timeout: float | None = None,
+    ) -> None:
+        """Commit a consumer group's offsets (the next offsets to read) as part of the
+        transaction: they count only if it commits. ``group_metadata`` is the consuming
+        consumer's ``group_metadata()``, so that a member fenced meanwhile cannot commit."""
+        txn = self._transactions()
+        await txn.send_offsets(dict(offsets), group_metadata, self._deadline(timeout))
+
+    async def commit_transaction(self, timeout: float | None = None) -> None:
+        """Deliver every record of the transaction, then commit it. When a record could not
+        be delivered this raises (TransactionAbortableError) and only abort_transaction()
+        works; ProducerFencedError means the producer must be closed."""
+        txn = self._transactions()
+        deadline = self._deadline(timeout)
+        txn.begin_commit()
+        await self.flush(max(0.0, deadline - time.monotonic()))
+        txn.check_committable()
+        await txn.end(True, deadline)
+        self._use_producer_id(txn)
+
+    async def abort_transaction(self, timeout: float | None = None) -> None:
+        """Abort the transaction: records not sent yet fail with TransactionAbortedError,
+        the ones sent are never shown to read_committed consumers."""
+        txn = self._transactions()
+        deadline = self._deadline(timeout)
+        txn.begin_abort()
+        self._abort_undrained(txn)
+        in_flight = self._in_flight_futures
+        if in_flight:
+            self._wake.set()
+            _done, pending = await asyncio.wait(
+                in_flight, timeout=max(0.0, deadline - time.monotonic())
+            )
+            if pending:
+                raise KafkaTimeoutError(
+                    f"abort timed out with {len(pending)} records still in flight"
+                )
+        await txn.end(False, deadline)
+        self._use_producer_id(txn)
+
+    def _use_producer_id(self, txn: TransactionManager) -> None:
+        if (txn.producer_id, txn.producer_epoch) != (self._producer_id, self._producer_epoch):
+            self._producer_id, self._producer_epoch = txn.producer_id, txn.producer_epoch
+            self._next_sequence.clear()
+            self._acked.clear()
+
+    def _abort_undrained(self, txn: TransactionManager) -> None:
+        """Fail the queued batches: the transaction is aborting or has failed."""
+        err: KafkaError = TransactionAbortedError(
+            "the transaction was aborted before the record was sent"
+        )
+        if txn.last_error is not None:
+            err = TransactionAbortedError(f"the transaction failed: {txn.last_error}")
+        if not any(self._queues.values()):
+            return
+        for queue in self._queues.values():
+            while queue:
+                batch = queue.popleft()
+                if batch.base_sequence >= 0:
+                    txn.epoch_bump_required = True
+                batch.fail(err)
+                self._buffered -= batch.size - BATCH_OVERHEAD
+        self._space_changed()
+
+    def _space_changed(self) -> None:
+        async def notify() -> None:
+            async with self._space:
+                self._space.notify_all()
+
+        task = asyncio.ensure_future(notify())
+        self._request_tasks.add(task)
+        task.add_done_callback(self._request_tasks.discard)
+
     async def _init_producer_id(self) -> None:
         deadline = time.monotonic() + self.config["max.block.ms"] / 1000
         while True:
@@ -240,6 +394,8 @@ class AsyncProducer:
             await self.start()
         if self._closing:
             raise KafkaError("the producer is closed")
+        if self._txn is not None:
+            self._txn.check_send()
         key_b = to_bytes(key, "key")
         value_b = to_bytes(value, "value")
         hdrs = normalise_headers(headers)
@@ -267,6 +423,9 @@ class AsyncProducer:
         if on_delivery is not None:
             future.add_done_callback(_callback_adapter(on_delivery, topic, chosen, ts))
         tp = TopicPartition(topic, chosen)
+        if self._txn is not None:
+            self._txn.check_send()  # the state may have changed while we waited
+            self._txn.maybe_add_partition(tp)
         self._append(tp, _Pending(key_b, value_b, hdrs, ts, future), size)
         if partition is None and (key_b is None or self.config["partitioner.ignore.keys"]):
             self._sticky.record_appended(topic, chosen, size, available, count)
@@ -385,6 +544,13 @@ class AsyncProducer:
         """Drain ready batches into requests; return how long the sender may sleep."""
         now = time.monotonic()
         self._expire(now)
+        txn = self._txn
+        added: set[TopicPartition] | None = None
+        if txn is not None:
+            if txn.aborting_or_failed:
+                self._abort_undrained(txn)
+            txn.poll_partitions()
+            added = txn.partitions
         if self._reset_pid:
             if any(self._in_flight.values()):
                 return 0.05
@@ -407,6 +573,8 @@ class AsyncProducer:
             if head.attempts and head.retry_at > now:
                 wait = min(wait, head.retry_at - now)
                 continue
+            if added is not None and tp not in added:
+                continue  # AddPartitionsToTxn under way; its completion wakes the sender
             leader = self._client.metadata.leader(tp)
             if leader is None:
                 self._client.request_refresh()
@@ -468,6 +636,7 @@ class AsyncProducer:
             producer_id=batch.producer_id,
             producer_epoch=batch.producer_epoch,
             base_sequence=batch.base_sequence,
+            is_transactional=self._txn is not None,
         )
 
     async def _produce(self, node: int, batches: list[_Batch]) -> None:
@@ -477,7 +646,7 @@ class AsyncProducer:
                 ProduceRequest.PartitionProduceData(index=b.tp.partition, records=b.payload)
             )
         request = ProduceRequest(
-            transactional_id=None,
+            transactional_id=self._txn.transactional_id if self._txn is not None else None,
             acks=self._acks,
             timeout_ms=self.config["request.timeout.ms"],
             topic_data=[
@@ -543,7 +712,10 @@ class AsyncProducer:
         self._sending.discard(batch)
         expired = time.monotonic() > batch.created + self.config["delivery.timeout.ms"] / 1000
         retry = exc.retriable and batch.attempts <= self.config["retries"] and not expired
-        if self._idempotent and exc.code in SEQUENCE_ERRORS:
+        txn = self._txn
+        if txn is not None and txn.aborting_or_failed:
+            retry = False
+        elif self._idempotent and exc.code in SEQUENCE_ERRORS and txn is None:
             # Retried either way, as Kafka's idempotent producer does: behind an earlier batch
             # that is being retried, or, when the broker's sequence really has a gap (it took
             # a later batch while an earlier one failed), under a new producer id.
@@ -564,7 +736,11 @@ class AsyncProducer:
             batch.retry_at = time.monotonic() + backoff * min(2 ** (batch.attempts - 1), 10)
             self._requeue(batch)
             return
-        if self._idempotent and batch.base_sequence >= 0:
+        if txn is not None:
+            # A transactional producer keeps its id: the transaction must be aborted (with
+            # an epoch bump when the partition's sequence now has a gap).
+            txn.batch_failed(exc, batch.base_sequence >= 0)
+        elif self._idempotent and batch.base_sequence >= 0:
             # The partition's sequence now has a gap: start over with a new producer id.
             self._reset_pid = True
         log.debug("%s (sequence %d) failed: %s", batch.tp, batch.base_sequence, exc)
@@ -605,14 +781,15 @@ class AsyncProducer:
         for tp, queue in self._queues.items():
             while queue and queue[0].created + timeout < now and self._in_flight.get(tp, 0) == 0:
                 batch = queue.popleft()
-                batch.fail(
-                    KafkaTimeoutError(
-                        f"{len(batch.records)} record(s) for {tp} expired after "
-                        f"delivery.timeout.ms ({timeout * 1000:.0f})"
-                    )
+                exc = KafkaTimeoutError(
+                    f"{len(batch.records)} record(s) for {tp} expired after "
+                    f"delivery.timeout.ms ({timeout * 1000:.0f})"
                 )
+                batch.fail(exc)
                 self._buffered -= batch.size - BATCH_OVERHEAD
-                if batch.base_sequence >= 0:
+                if self._txn is not None:
+                    self._txn.batch_failed(exc, batch.base_sequence >= 0)
+                elif batch.base_sequence >= 0:
                     self._reset_pid = True
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from ._loop_thread import CallbackPump, LoopThread
 from ._records import (
+    ConsumerGroupMetadata,
     ConsumerRecord,
     HeaderInput,
     RecordMetadata,
@@ -68,6 +69,10 @@ class _SyncClient:
 class Producer(_SyncClient):
     """Blocking producer: ``produce()`` queues and returns a concurrent.futures.Future.
 
+    With ``transactional.id``: ``init_transactions()`` once, then ``begin_transaction()``,
+    ``produce()``..., ``send_offsets_to_transaction()``, ``commit_transaction()`` or
+    ``abort_transaction()`` (see AsyncProducer); ``produce()`` raises outside a transaction.
+
     ``produce()`` does not wait for the I/O thread: records go through a hand-off queue that
     the I/O thread drains in order; it blocks only while ``MAX_HANDOFF`` records wait there.
     Errors found on the way (an unknown topic after ``max.block.ms``) fail the future.
@@ -80,6 +85,7 @@ class Producer(_SyncClient):
             "mms-producer", lambda: AsyncProducer(config, **kwargs)
         )
         self._closed = False
+        self._txn = self._producer.transaction_manager
         self._handoff: deque[tuple[Any, ...]] = deque()
         self._cond = threading.Condition()
         self._draining: asyncio.Task[None] | None = None
@@ -98,6 +104,10 @@ class Producer(_SyncClient):
     ) -> concurrent.futures.Future[RecordMetadata]:
         if self._closed:
             raise KafkaError("the producer is closed")
+        if self._txn is not None:
+            # As Kafka's send(): outside a transaction, or once it failed, raise right away
+            # (the state is only read here; the I/O thread checks again).
+            self._txn.check_send()
         value_b = to_bytes(value, "value")
         key_b = to_bytes(key, "key")
         hdrs = normalise_headers(headers)
@@ -170,6 +180,45 @@ class Producer(_SyncClient):
     def partitions_for(self, topic: str) -> list[int]:
         result: list[int] = self._run(self._producer.partitions_for(topic))
         return result
+
+    # Transactions (see AsyncProducer). Each first hands the records produced so far to the
+    # I/O thread, so they belong to the transaction they were produced in.
+
+    def init_transactions(self, timeout: float | None = None) -> None:
+        self._run(self._producer.init_transactions(timeout))
+
+    def begin_transaction(self) -> None:
+        async def begin() -> None:
+            await self._drained()
+            self._producer.begin_transaction()
+
+        self._run(begin())
+
+    def send_offsets_to_transaction(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        group_metadata: ConsumerGroupMetadata,
+        timeout: float | None = None,
+    ) -> None:
+        async def send_offsets() -> None:
+            await self._drained()
+            await self._producer.send_offsets_to_transaction(offsets, group_metadata, timeout)
+
+        self._run(send_offsets())
+
+    def commit_transaction(self, timeout: float | None = None) -> None:
+        async def commit() -> None:
+            await self._drained()
+            await self._producer.commit_transaction(timeout)
+
+        self._run(commit())
+
+    def abort_transaction(self, timeout: float | None = None) -> None:
+        async def abort() -> None:
+            await self._drained()
+            await self._producer.abort_transaction(timeout)
+
+        self._run(abort())
 
     def close(self, timeout: float | None = None) -> None:
         if self._closed:
@@ -339,6 +388,10 @@ class Consumer(_SyncClient):
     @property
     def member_id(self) -> str | None:
         return self._consumer.member_id
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        """For a transactional producer's send_offsets_to_transaction()."""
+        return self._consumer.group_metadata()
 
     def close(self, *, autocommit: bool = True) -> None:
         if self._closed:

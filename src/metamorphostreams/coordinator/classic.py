@@ -94,6 +94,18 @@ class ClassicGroupManager:
         self.shard.complete(pending_id, response)
         return True
 
+    # Public for the migration between group types.
+    answer_join = _answer_join
+    answer_sync = _answer_sync
+
+    def cancel_timers(self, group: ClassicGroup) -> None:
+        """Every timer of the group and its members (it is converted to a consumer group)."""
+        gid = group.group_id
+        for member_id in [*group.members, *group.pending_join_members]:
+            self.shard.timers.cancel(("hb", gid, member_id))
+        self.shard.timers.cancel(("join", gid))
+        self.shard.timers.cancel(("sync", gid))
+
     def _supersede(self, pending_id: int | None, new_id: int, response: object) -> None:
         # Kafka drops a replaced future unanswered; answering it frees the server's wait.
         if pending_id is not None and pending_id != new_id:
@@ -127,13 +139,8 @@ class ClassicGroupManager:
         shard = self.shard
         existing = shard.groups.get(req.group_id)
         if existing is not None and not isinstance(existing, ClassicGroup):
-            if existing.members:
-                # Kafka 4 lets classic members into a KIP-848 group; we keep the types apart.
-                shard.complete(
-                    pending_id,
-                    _join_error(UNKNOWN_MEMBER_ID, ErrorCode.INCONSISTENT_GROUP_PROTOCOL),
-                )
-                return
+            # An empty consumer group (a non-empty one takes classic members: migration.py)
+            # gives way to a classic group.
             for key in existing.tombstone_keys():
                 shard.write(key, None)
         is_unknown = req.member_id == UNKNOWN_MEMBER_ID

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+MIGRATION_POLICIES = ("bidirectional", "upgrade", "downgrade", "disabled")
 INT_MAX = 2**31 - 1  # Kafka's Integer.MAX_VALUE, the default "no limit" for group sizes
 
 # Kafka lists assignors by class name; the short names are what ConsumerGroupHeartbeat carries.
@@ -43,6 +44,8 @@ class GroupCoordinatorConfig:
     group_consumer_assignors: tuple[str, ...] = ("uniform", "range")
     group_consumer_max_size: int = INT_MAX
     group_coordinator_rebalance_protocols: tuple[str, ...] = ("classic", "consumer")
+    # KIP-848 online migration of non-empty groups: bidirectional, upgrade, downgrade, disabled.
+    group_consumer_migration_policy: str = "bidirectional"
 
     @property
     def offsets_retention_ms(self) -> int:
@@ -51,6 +54,16 @@ class GroupCoordinatorConfig:
     @property
     def consumer_protocol_enabled(self) -> bool:
         return "consumer" in self.group_coordinator_rebalance_protocols
+
+    @property
+    def upgrade_enabled(self) -> bool:
+        """A classic group may become a consumer group when a consumer-protocol member joins."""
+        return self.group_consumer_migration_policy in ("bidirectional", "upgrade")
+
+    @property
+    def downgrade_enabled(self) -> bool:
+        """A consumer group whose last consumer-protocol member leaves may become classic."""
+        return self.group_consumer_migration_policy in ("bidirectional", "downgrade")
 
     @classmethod
     def from_properties(cls, props: Mapping[str, str]) -> GroupCoordinatorConfig:
@@ -64,6 +77,10 @@ class GroupCoordinatorConfig:
             if f.name == "group_consumer_assignors":
                 names = [s.strip() for s in raw.split(",") if s.strip()]
                 values[f.name] = tuple(_ASSIGNOR_CLASS_NAMES.get(n, n) for n in names)
+            elif f.name == "group_consumer_migration_policy":
+                if raw.lower() not in MIGRATION_POLICIES:
+                    raise ValueError(f"Invalid value {raw} for configuration {key}")
+                values[f.name] = raw.lower()
             elif f.name == "group_coordinator_rebalance_protocols":
                 values[f.name] = tuple(s.strip().lower() for s in raw.split(",") if s.strip())
             else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metamorphostreams.protocol._generated.consumer_group_describe import (
     ConsumerGroupDescribeResponse,
@@ -34,6 +34,7 @@ from .consumer_group import (
     OwnedPartitions,
     compile_regex,
     compute_subscription_metadata,
+    new_consumer_group,
     reconcile,
 )
 from .records import (
@@ -41,6 +42,7 @@ from .records import (
     CONSUMER_GROUP_MEMBER_METADATA_KEY,
     CONSUMER_GROUP_METADATA_KEY,
     CONSUMER_GROUP_PARTITION_METADATA_KEY,
+    CONSUMER_GROUP_REGULAR_EXPRESSION_KEY,
     CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY,
     CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA_KEY,
     Assignment,
@@ -51,12 +53,17 @@ from .records import (
     RecordKey,
     TopicMetadata,
 )
+from .regexes import RegexResolver
 
 MEMBER_ID_REQUIRED_VERSION = 1  # ConsumerGroupHeartbeat v1+: the client makes its member id
 CONSUMER_MEMBER_TYPE = 1  # ConsumerGroupDescribe v1 MemberType: uses the consumer protocol
+CLASSIC_MEMBER_TYPE = 0  # ... a classic member of a consumer group (online migration)
 _REJOIN = "The member must abandon all its partitions and rejoin."
 
 Records = list[tuple[RecordKey, Any]]
+
+if TYPE_CHECKING:
+    from .migration import Migration
 
 
 class ConsumerGroupManager:
@@ -65,6 +72,8 @@ class ConsumerGroupManager:
     def __init__(self, shard: Shard) -> None:
         self.shard = shard
         self.config = shard.config
+        self.migration: Migration | None = None  # set by the coordinator
+        self.regexes = RegexResolver(self)
 
     def group(self, group_id: str) -> ConsumerGroup | None:
         group = self.shard.groups.get(group_id)
@@ -98,6 +107,11 @@ class ConsumerGroupManager:
                 raise AssertionError(f"group {gid} deleted while it still has members")
             else:
                 del self.shard.groups[gid]
+        elif kind == CONSUMER_GROUP_REGULAR_EXPRESSION_KEY:
+            if value is None:
+                group.resolved_regexes.pop(key.regex, None)
+            else:
+                group.resolved_regexes[key.regex] = value
         elif kind == CONSUMER_GROUP_PARTITION_METADATA_KEY:
             group.subscription_metadata = (
                 {} if value is None else {t.topic_name: t for t in value.topics}
@@ -135,10 +149,20 @@ class ConsumerGroupManager:
 
     # -- timers --------------------------------------------------------------------------
 
-    def schedule_session_timeout(self, group_id: str, member_id: str) -> None:
-        deadline = self.shard.now_ms + self.config.group_consumer_session_timeout_ms
+    def schedule_session_timeout(
+        self, group_id: str, member_id: str, timeout_ms: int | None = None
+    ) -> None:
+        """(Re)start the member's session; classic members use their own session timeout."""
+        if timeout_ms is None:
+            timeout_ms = self.config.group_consumer_session_timeout_ms
+        deadline = self.shard.now_ms + timeout_ms
         task = lambda: self._fence_by_id(group_id, member_id, None)  # noqa: E731
         self.shard.timers.schedule(("cg-session", group_id, member_id), deadline, task)
+
+    def schedule_fence(self, kind: str, group_id: str, member_id: str, delay_ms: int) -> None:
+        """A classic member's join or sync deadline: missing it fences the member."""
+        task = lambda: self._fence_by_id(group_id, member_id, None)  # noqa: E731
+        self.shard.timers.schedule((kind, group_id, member_id), self.shard.now_ms + delay_ms, task)
 
     def _schedule_rebalance_timeout(self, group_id: str, member: ConsumerGroupMember) -> None:
         deadline = self.shard.now_ms + member.rebalance_timeout_ms
@@ -146,9 +170,9 @@ class ConsumerGroupManager:
         task = lambda: self._fence_by_id(group_id, member_id, epoch)  # noqa: E731
         self.shard.timers.schedule(("cg-rebalance", group_id, member_id), deadline, task)
 
-    def _cancel_timers(self, group_id: str, member_id: str) -> None:
-        self.shard.timers.cancel(("cg-session", group_id, member_id))
-        self.shard.timers.cancel(("cg-rebalance", group_id, member_id))
+    def cancel_timers(self, group_id: str, member_id: str) -> None:
+        for kind in ("cg-session", "cg-rebalance", "cg-join", "cg-sync"):
+            self.shard.timers.cancel((kind, group_id, member_id))
 
     def _fence_by_id(self, group_id: str, member_id: str, only_epoch: int | None) -> None:
         group = self.group(group_id)
@@ -160,8 +184,11 @@ class ConsumerGroupManager:
         self._fence(group, member)
 
     def on_loaded(self, group: ConsumerGroup) -> None:
+        self.regexes.on_loaded(group)
         for member in group.members.values():
-            self.schedule_session_timeout(group.group_id, member.member_id)
+            classic = member.classic
+            timeout = None if classic is None else classic.session_timeout_ms
+            self.schedule_session_timeout(group.group_id, member.member_id, timeout)
             if member.state is MemberState.UNREVOKED_PARTITIONS:
                 self._schedule_rebalance_timeout(group.group_id, member)
 
@@ -175,28 +202,37 @@ class ConsumerGroupManager:
         ]
 
     def _fence(self, group: ConsumerGroup, member: ConsumerGroupMember) -> None:
-        """Remove a member and bump the group epoch: the others get its partitions next."""
+        """Remove a member and bump the group epoch: the others get its partitions next.
+        When only classic members are left, the group may become classic again."""
+        if self.migration is not None and self.migration.can_downgrade(group, member.member_id):
+            self.migration.downgrade(group, member.member_id)
+            return
+        self.remove_members(group, [member])
+
+    def remove_members(self, group: ConsumerGroup, leaving: list[ConsumerGroupMember]) -> None:
         gid = group.group_id
-        records = self._member_removal(gid, member.member_id)
-        others = [m for m in group.members.values() if m.member_id != member.member_id]
+        gone = {m.member_id for m in leaving}
+        records: Records = []
+        for m in leaving:
+            records += self._member_removal(gid, m.member_id)
+            self.cancel_timers(gid, m.member_id)
+        self.regexes.on_member_removed(group, gone, records)
+        others = [m for m in group.members.values() if m.member_id not in gone]
         cluster = self.shard.metadata()
         topics: set[str] = set()
         for m in others:
-            topics |= m.subscribed_topics(cluster)
+            topics |= m.subscribed_topics(group.resolved_regexes)
         metadata = compute_subscription_metadata(topics, cluster)
         if metadata != group.subscription_metadata:
-            records.append(self._partition_metadata_record(gid, metadata))
+            records.append(self.partition_metadata_record(gid, metadata))
+        epoch = group.group_epoch + 1
         records.append(
-            (
-                RecordKey(CONSUMER_GROUP_METADATA_KEY, gid),
-                ConsumerGroupMetadataValue(group.group_epoch + 1),
-            )
+            (RecordKey(CONSUMER_GROUP_METADATA_KEY, gid), ConsumerGroupMetadataValue(epoch))
         )
-        self._cancel_timers(gid, member.member_id)
         self._write_all(records)
 
     @staticmethod
-    def _partition_metadata_record(
+    def partition_metadata_record(
         gid: str, metadata: dict[str, TopicMetadata]
     ) -> tuple[RecordKey, Any]:
         value = ConsumerGroupPartitionMetadataValue(tuple(metadata.values()))
@@ -262,13 +298,14 @@ class ConsumerGroupManager:
                 raise GroupError(
                     ErrorCode.GROUP_ID_NOT_FOUND, f"Consumer group {group_id} not found."
                 )
-            return ConsumerGroup(group_id)  # materialised by replaying the records below
+            return new_consumer_group(group_id)  # materialised by replaying the records below
         if isinstance(group, ConsumerGroup):
             return group
         if create and group.state is ClassicGroupState.EMPTY:
             records.extend((key, None) for key in group.tombstone_keys())
-            return ConsumerGroup(group_id)
-        # Kafka 4 may convert a live classic group online; we keep the types apart.
+            return new_consumer_group(group_id)
+        if create and self.migration is not None and self.migration.can_upgrade(group):
+            return self.migration.upgrade(group, records)
         raise GroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
 
     def _heartbeat(
@@ -292,7 +329,7 @@ class ConsumerGroupManager:
                 "The consumer group has reached its maximum capacity of "
                 f"{self.config.group_consumer_max_size} members.",
             )
-        member, replaced = self._member(
+        member, replaced = self.member_for(
             group, member_id, epoch, req.instance_id, owned, joining, records
         )
 
@@ -321,8 +358,48 @@ class ConsumerGroupManager:
             ),
             client_id=client_id,
             client_host=client_host,
+            classic=None,  # it speaks the consumer protocol now
         )
-        bump = False
+        reconciled = self.update_and_reconcile(group, member, updated, replaced, owned, records)
+        self._write_all(records)
+        self.schedule_session_timeout(gid, member_id)
+
+        resp = ConsumerGroupHeartbeatResponse(
+            member_id=member_id,
+            member_epoch=reconciled.member_epoch,
+            heartbeat_interval_ms=self.config.group_consumer_heartbeat_interval_ms,
+        )
+        full = epoch == 0 or (
+            req.rebalance_timeout_ms != -1
+            and req.subscribed_topic_names is not None
+            and owned is not None
+        )
+        if full or reconciled.assigned != member.assigned:
+            resp.assignment = ConsumerGroupHeartbeatResponse.Assignment(
+                topic_partitions=[
+                    ConsumerGroupHeartbeatResponse.TopicPartitions(
+                        topic_id=t, partitions=sorted(ps)
+                    )
+                    for t, ps in sorted(reconciled.assigned.items(), key=lambda kv: str(kv[0]))
+                ]
+            )
+        return resp
+
+    def update_and_reconcile(
+        self,
+        group: ConsumerGroup,
+        member: ConsumerGroupMember,
+        updated: ConsumerGroupMember,
+        replaced: str | None,
+        owned: OwnedPartitions,
+        records: Records,
+    ) -> ConsumerGroupMember:
+        """Kafka's three steps for a member's heartbeat (or a classic member's JoinGroup):
+        its metadata (a subscription change bumps the group epoch), a new target assignment
+        when the group epoch moved past it, one reconciliation step. Appends the records to
+        ``records`` and returns the reconciled member."""
+        shard, gid, member_id = self.shard, group.group_id, updated.member_id
+        bump = shard.groups.get(gid) is not group  # a new group moves past its initial epoch
         if updated != member or member_id not in group.members:
             records.append(
                 (
@@ -330,23 +407,29 @@ class ConsumerGroupManager:
                     updated.metadata_value(),
                 )
             )
-            bump = (
-                updated.subscribed_topic_names != member.subscribed_topic_names
-                or updated.subscribed_topic_regex != member.subscribed_topic_regex
-            )
+            bump = bump or updated.subscribed_topic_names != member.subscribed_topic_names
+        cluster = shard.metadata()
+        self.regexes.observe(cluster)
+        try:
+            bump = self.regexes.maybe_update(group, member, updated, records) or bump
+        except re.error as e:
+            raise GroupError(
+                ErrorCode.INVALID_REGULAR_EXPRESSION,
+                f"SubscribedTopicRegex `{updated.subscribed_topic_regex}` is not a valid "
+                f"regular expression: {e}.",
+            ) from None
         members = {
             m.member_id: m
             for m in group.members.values()
             if m.member_id not in (member_id, replaced)
         }
         members[member_id] = updated
-        cluster = shard.metadata()
         topics: set[str] = set()
         for m in members.values():
-            topics |= m.subscribed_topics(cluster)
+            topics |= m.subscribed_topics(group.resolved_regexes)
         metadata = compute_subscription_metadata(topics, cluster)
         if metadata != group.subscription_metadata:
-            records.append(self._partition_metadata_record(gid, metadata))
+            records.append(self.partition_metadata_record(gid, metadata))
             bump = True
         group_epoch = group.group_epoch
         if bump:
@@ -399,35 +482,16 @@ class ConsumerGroupManager:
                     reconciled.assignment_value(),
                 )
             )
-            if reconciled.state is MemberState.UNREVOKED_PARTITIONS:
+            # Classic members have join and sync deadlines instead of a rebalance timeout.
+            if reconciled.uses_classic_protocol:
+                pass
+            elif reconciled.state is MemberState.UNREVOKED_PARTITIONS:
                 self._schedule_rebalance_timeout(gid, reconciled)
             else:
                 shard.timers.cancel(("cg-rebalance", gid, member_id))
-        self._write_all(records)
-        self.schedule_session_timeout(gid, member_id)
+        return reconciled
 
-        resp = ConsumerGroupHeartbeatResponse(
-            member_id=member_id,
-            member_epoch=reconciled.member_epoch,
-            heartbeat_interval_ms=self.config.group_consumer_heartbeat_interval_ms,
-        )
-        full = epoch == 0 or (
-            req.rebalance_timeout_ms != -1
-            and req.subscribed_topic_names is not None
-            and owned is not None
-        )
-        if full or reconciled.assigned != member.assigned:
-            resp.assignment = ConsumerGroupHeartbeatResponse.Assignment(
-                topic_partitions=[
-                    ConsumerGroupHeartbeatResponse.TopicPartitions(
-                        topic_id=t, partitions=sorted(ps)
-                    )
-                    for t, ps in sorted(reconciled.assigned.items(), key=lambda kv: str(kv[0]))
-                ]
-            )
-        return resp
-
-    def _member(
+    def member_for(
         self,
         group: ConsumerGroup,
         member_id: str,
@@ -436,8 +500,10 @@ class ConsumerGroupManager:
         owned: OwnedPartitions,
         joining: bool,
         records: Records,
+        classic: bool = False,
     ) -> tuple[ConsumerGroupMember, str | None]:
-        """The member this heartbeat is for, and the id of a static member it replaces."""
+        """The member a heartbeat (``classic``: a JoinGroup) is for, and the id of a static
+        member it replaces. Classic members have generations, not epochs to check."""
         gid = group.group_id
         if instance_id is None:
             member = group.members.get(member_id)
@@ -448,14 +514,19 @@ class ConsumerGroupManager:
                         f"Member {member_id} is not a member of group {gid}.",
                     )
                 return ConsumerGroupMember(member_id), None
-            _check_epoch(member, epoch, owned)
+            if not classic:
+                _check_epoch(member, epoch, owned)
             return member, None
         static = group.static_member(instance_id)
         if joining:
             if static is None:
                 member = group.members.get(member_id)
                 return (member or ConsumerGroupMember(member_id)), None
-            if static.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+            if (
+                not classic
+                and not static.uses_classic_protocol
+                and static.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH
+            ):
                 raise GroupError(
                     ErrorCode.UNRELEASED_INSTANCE_ID,
                     f"Static member {member_id} with instance id {instance_id} cannot join the "
@@ -489,7 +560,7 @@ class ConsumerGroupManager:
                     new.assignment_value(),
                 )
             )
-            self._cancel_timers(gid, static.member_id)
+            self.cancel_timers(gid, static.member_id)
             return new, static.member_id
         if static is None:
             raise GroupError(ErrorCode.UNKNOWN_MEMBER_ID, f"Instance id {instance_id} is unknown.")
@@ -499,7 +570,8 @@ class ConsumerGroupManager:
                 f"Static member {member_id} with instance id {instance_id} was fenced by "
                 f"member {static.member_id}.",
             )
-        _check_epoch(static, epoch, owned)
+        if not classic:
+            _check_epoch(static, epoch, owned)
         return static, None
 
     def _compute_targets(
@@ -519,7 +591,9 @@ class ConsumerGroupManager:
             if previous is None and replaced is not None and m.instance_id is not None:
                 previous = group.target_assignment.get(replaced)
             topic_ids = frozenset(
-                metadata[t].topic_id for t in m.subscribed_topics(cluster) if t in metadata
+                metadata[t].topic_id
+                for t in m.subscribed_topics(group.resolved_regexes)
+                if t in metadata
             )
             specs[mid] = MemberSpec(topic_ids, m.instance_id, m.rack_id, previous or {})
         topics = {t.topic_id: t.num_partitions for t in metadata.values()}
@@ -602,10 +676,12 @@ class ConsumerGroupManager:
                 client_id=m.client_id,
                 client_host=m.client_host,
                 subscribed_topic_names=sorted(m.subscribed_topic_names),
-                subscribed_topic_regex=m.subscribed_topic_regex,
+                subscribed_topic_regex=m.subscribed_topic_regex or "",  # Kafka's default
                 assignment=assignment(m.assigned),
                 target_assignment=assignment(group.target_assignment.get(m.member_id, {})),
-                member_type=CONSUMER_MEMBER_TYPE,
+                member_type=CLASSIC_MEMBER_TYPE
+                if m.uses_classic_protocol
+                else CONSUMER_MEMBER_TYPE,
             )
             for m in group.members.values()
         ]

@@ -25,14 +25,19 @@ from .records import (
     CONSUMER_GROUP_MEMBER_METADATA_KEY,
     CONSUMER_GROUP_METADATA_KEY,
     CONSUMER_GROUP_PARTITION_METADATA_KEY,
+    CONSUMER_GROUP_REGULAR_EXPRESSION_KEY,
     CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY,
     CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA_KEY,
     Assignment,
+    ClassicMemberMetadata,
     ConsumerGroupCurrentMemberAssignmentValue,
     ConsumerGroupMemberMetadataValue,
+    ConsumerGroupRegularExpressionValue,
     RecordKey,
     TopicMetadata,
 )
+
+ResolvedRegex = ConsumerGroupRegularExpressionValue  # topics, metadata version, timestamp
 
 LEAVE_GROUP_MEMBER_EPOCH = -1
 LEAVE_GROUP_STATIC_MEMBER_EPOCH = -2
@@ -54,9 +59,17 @@ class ConsumerGroupState(enum.Enum):
     DEAD = "Dead"
 
 
+# What Python's re accepts and RE2/J (Kafka's regex engine) refuses: look-around assertions
+# and back-references.
+_NOT_RE2 = re.compile(r"\(\?<?[=!]|\(\?P=|(?<!\\)\\[1-9]")
+
+
 @functools.lru_cache(maxsize=256)
 def compile_regex(regex: str) -> re.Pattern[str]:
     """A subscription regex (Kafka uses RE2/J, whole-name match); re.error if invalid."""
+    found = _NOT_RE2.search(regex)
+    if found is not None:
+        raise re.error(f"RE2/J does not support {found.group()!r}", regex, found.start())
     return re.compile(regex)
 
 
@@ -78,19 +91,23 @@ class ConsumerGroupMember:
     server_assignor: str | None = None
     assigned: Assignment = field(default_factory=dict)
     pending_revocation: Assignment = field(default_factory=dict)
+    classic: ClassicMemberMetadata | None = None  # set while it speaks the classic protocol
+
+    @property
+    def uses_classic_protocol(self) -> bool:
+        return self.classic is not None
 
     def is_reconciled_to(self, target_epoch: int) -> bool:
         return self.state is MemberState.STABLE and self.member_epoch == target_epoch
 
-    def subscribed_topics(self, topic_names: Iterable[str]) -> set[str]:
-        """Names subscribed directly, plus the existing topics its regex matches."""
+    def subscribed_topics(self, resolved: Mapping[str, ResolvedRegex]) -> set[str]:
+        """Names subscribed directly, plus what the group resolved its regex to (nothing
+        while the regex is being resolved)."""
         topics = set(self.subscribed_topic_names)
         if self.subscribed_topic_regex:
-            try:
-                pattern = compile_regex(self.subscribed_topic_regex)
-            except re.error:
-                return topics
-            topics.update(t for t in topic_names if pattern.fullmatch(t))
+            found = resolved.get(self.subscribed_topic_regex)
+            if found is not None:
+                topics.update(found.topics)
         return topics
 
     def metadata_value(self) -> ConsumerGroupMemberMetadataValue:
@@ -103,6 +120,7 @@ class ConsumerGroupMember:
             subscribed_topic_regex=self.subscribed_topic_regex,
             rebalance_timeout_ms=self.rebalance_timeout_ms,
             server_assignor=self.server_assignor,
+            classic_member_metadata=self.classic,
         )
 
     def assignment_value(self) -> ConsumerGroupCurrentMemberAssignmentValue:
@@ -125,6 +143,7 @@ class ConsumerGroupMember:
             subscribed_topic_regex=value.subscribed_topic_regex,
             rebalance_timeout_ms=value.rebalance_timeout_ms,
             server_assignor=value.server_assignor,
+            classic=value.classic_member_metadata,
         )
 
     def with_assignment(
@@ -158,6 +177,20 @@ class ConsumerGroup:
     subscription_metadata: dict[str, TopicMetadata] = field(default_factory=dict)
     target_assignment: dict[str, Assignment] = field(default_factory=dict)
     partition_epochs: dict[uuid.UUID, dict[int, int]] = field(default_factory=dict)
+    resolved_regexes: dict[str, ResolvedRegex] = field(default_factory=dict)
+
+    def regex_subscribers(self, regex: str) -> int:
+        return sum(1 for m in self.members.values() if m.subscribed_topic_regex == regex)
+
+    def subscribed_regexes(self) -> set[str]:
+        return {m.subscribed_topic_regex for m in self.members.values() if m.subscribed_topic_regex}
+
+    def last_regex_refresh_ms(self) -> int:
+        """When the regexes were last resolved; long ago when none is (refresh at once)."""
+        return max((r.timestamp for r in self.resolved_regexes.values()), default=-(2**62))
+
+    def last_regex_version(self) -> int:
+        return min((r.version for r in self.resolved_regexes.values()), default=-1)
 
     @property
     def state(self) -> ConsumerGroupState:
@@ -223,12 +256,38 @@ class ConsumerGroup:
                     )
                 epochs[p] = epoch
 
-    def subscribed_topics(self, topic_names: Iterable[str]) -> set[str]:
-        names = list(topic_names)
+    def subscribed_topics(self, topic_names: Iterable[str] = ()) -> set[str]:
+        """Every topic a member subscribes to, by name or through a resolved regex
+        (``topic_names`` is not needed any more: regexes are resolved by the group)."""
         topics: set[str] = set()
         for member in self.members.values():
-            topics |= member.subscribed_topics(names)
+            topics |= member.subscribed_topics(self.resolved_regexes)
         return topics
+
+    def all_classic_except(self, member_id: str) -> bool:
+        """Every member but ``member_id`` speaks the classic protocol."""
+        return all(
+            m.uses_classic_protocol for m in self.members.values() if m.member_id != member_id
+        )
+
+    def classic_protocols_supported(self, protocol_type: str, names: set[str]) -> bool:
+        """Kafka's supportsClassicProtocols: a protocol every classic member supports."""
+        if protocol_type != "consumer":
+            return False
+        if not self.members:
+            return bool(names)
+        classic = [m.classic for m in self.members.values() if m.classic is not None]
+        return any(all(n in {p for p, _ in c.supported_protocols} for c in classic) for n in names)
+
+    def waiting_on_unreleased_partition(self, member: ConsumerGroupMember) -> bool:
+        """A partition of its target it lacks is still owned by another member."""
+        target = self.target_assignment.get(member.member_id, {})
+        return any(
+            p not in member.assigned.get(t, frozenset())
+            and self.current_partition_epoch(t, p) != -1
+            for t, parts in target.items()
+            for p in parts
+        )
 
     def preferred_assignor(
         self, members: Iterable[ConsumerGroupMember] | None = None
@@ -252,6 +311,10 @@ class ConsumerGroup:
         keys += [
             RecordKey(CONSUMER_GROUP_MEMBER_METADATA_KEY, gid, member_id=m) for m in self.members
         ]
+        keys += [
+            RecordKey(CONSUMER_GROUP_REGULAR_EXPRESSION_KEY, gid, regex=r)
+            for r in self.resolved_regexes
+        ]
         keys.append(RecordKey(CONSUMER_GROUP_PARTITION_METADATA_KEY, gid))
         keys.append(RecordKey(CONSUMER_GROUP_METADATA_KEY, gid))
         return keys
@@ -267,6 +330,11 @@ class ConsumerGroup:
                 ErrorCode.UNKNOWN_MEMBER_ID,
                 f"Member {member_id} is not a member of group {self.group_id}.",
             )
+        if member.uses_classic_protocol:
+            # A classic member of a consumer group commits with its generation: the epoch.
+            if member_epoch != member.member_epoch:
+                raise GroupError(ErrorCode.ILLEGAL_GENERATION)
+            return
         if api_version < OFFSET_COMMIT_MIN_VERSION:
             raise GroupError(
                 ErrorCode.UNSUPPORTED_VERSION,
@@ -284,6 +352,18 @@ class ConsumerGroup:
             raise GroupError(ErrorCode.UNKNOWN_MEMBER_ID)
         if member_epoch != member.member_epoch:
             raise GroupError(ErrorCode.STALE_MEMBER_EPOCH)
+
+
+# Kafka 4.3 starts a group at epoch 1 with an empty target assignment of epoch 1, so the first
+# computed assignment is epoch 2 and a joining member never waits at epoch 0 (KAFKA-20268).
+INITIAL_GROUP_EPOCH = 1
+
+
+def new_consumer_group(group_id: str) -> ConsumerGroup:
+    """A group created by its first member's heartbeat (or a classic group's conversion)."""
+    return ConsumerGroup(
+        group_id, group_epoch=INITIAL_GROUP_EPOCH, assignment_epoch=INITIAL_GROUP_EPOCH
+    )
 
 
 def compute_subscription_metadata(

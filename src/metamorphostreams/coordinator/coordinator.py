@@ -8,6 +8,12 @@ some Result's ``completions`` as ``(id, response)``. Timers (join barrier, initi
 session and rebalance timeouts, offset retention) run from ``poll``; ``next_deadline_ms``
 says when. At start-up the server feeds every ``__consumer_offsets`` record to ``replay``
 (records returned by handlers are already applied and must not be replayed again).
+
+Transactions (KIP-98/KIP-447): a TxnOffsetCommit Result has ``producer`` set; its records
+must go out as one transactional batch of that producer, and they stay pending (invisible to
+OffsetFetch) until ``complete_transaction`` reports the producer's COMMIT or ABORT marker in
+their partition. At start-up, records of transactional batches are replayed with their
+producer id and control batches call ``complete_transaction``.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from metamorphostreams.protocol._generated.offset_fetch import (
     OffsetFetchRequest,
 )
 from metamorphostreams.protocol._generated.sync_group import SyncGroupRequest, SyncGroupResponse
+from metamorphostreams.protocol._generated.txn_offset_commit import TxnOffsetCommitRequest
 from metamorphostreams.protocol.errors import ErrorCode
 
 from ._shard import JOIN_GROUP_API_KEY, SYNC_GROUP_API_KEY, GroupError, Shard, TopicMetadataProvider
@@ -57,7 +64,8 @@ from .classic_group import ClassicGroupState as State
 from .config import GroupCoordinatorConfig
 from .consumer import ConsumerGroupManager
 from .consumer_group import ConsumerGroup
-from .offsets import OffsetManager
+from .migration import Migration
+from .offsets import NO_PRODUCER_ID, OffsetManager
 from .records import (
     GROUP_METADATA_KEY,
     OFFSET_COMMIT_KEY,
@@ -78,12 +86,21 @@ GROUP_TYPES = ("classic", "consumer", "share", "streams")
 
 @dataclass
 class Result:
-    """What one call produced. ``completions``: (pending id, response) of parked requests."""
+    """What one call produced. ``completions``: (pending id, response) of parked requests.
+
+    ``producer`` (producer id, epoch), set by ``txn_offset_commit`` when it wrote records:
+    they all belong to one ``__consumer_offsets`` partition and must be appended as one
+    transactional batch of that producer (base sequence -1). ``revert(append_error)``, set
+    with it: when that batch could not be appended, undoes the records' effects and returns
+    the response to send instead (Kafka reverts to its snapshot and answers the error).
+    """
 
     records: list[CoordinatorRecord] = field(default_factory=list)
     response: Any | None = None
     completions: list[tuple[int, Any]] = field(default_factory=list)
     pending: int | None = None
+    producer: tuple[int, int] | None = None
+    revert: Callable[[ErrorCode], Any] | None = field(default=None, repr=False, compare=False)
 
 
 class GroupCoordinator:
@@ -109,6 +126,8 @@ class GroupCoordinator:
         shard.apply = self._apply
         self._classic = ClassicGroupManager(shard)
         self._consumer = ConsumerGroupManager(shard)
+        self._migration = Migration(shard, self._classic, self._consumer)
+        self._consumer.migration = self._migration
         self._offsets = OffsetManager(shard)
         self._loaded = False
 
@@ -182,12 +201,29 @@ class GroupCoordinator:
 
     # -- replay --------------------------------------------------------------------------
 
-    def replay(self, record: CoordinatorRecord) -> None:
-        """Apply one ``__consumer_offsets`` record (start-up load)."""
+    def replay(self, record: CoordinatorRecord, producer_id: int = NO_PRODUCER_ID) -> None:
+        """Apply one ``__consumer_offsets`` record (start-up load). ``producer_id``: that of
+        the record's batch when the batch is transactional (its offsets are then pending until
+        the producer's marker is replayed through ``complete_transaction``)."""
         key = decode_key(record.key)
         if key is None:
             return  # share/streams group records: not ours
-        self._apply(key, decode_value(key.version, record.value))
+        value = decode_value(key.version, record.value)
+        if key.version in (OFFSET_COMMIT_KEY_V0, OFFSET_COMMIT_KEY):
+            self._offsets.apply(key, value, producer_id)
+        else:
+            self._apply(key, value)
+
+    def complete_transaction(
+        self, now_ms: int, partition: int, producer_id: int, committed: bool
+    ) -> Result:
+        """A COMMIT (``committed``) or ABORT marker of ``producer_id`` is in
+        ``__consumer_offsets-<partition>``: the producer's pending offsets of the groups of
+        that partition become committed offsets or are dropped (Kafka's
+        replayEndTransactionMarker). Called when the marker was written, and when it is read
+        at start-up: it runs no timers and writes no records."""
+        self._offsets.complete_transaction(partition, producer_id, committed)
+        return Result()
 
     def _apply(self, key: RecordKey, value: Any | None) -> None:
         if key.version in (OFFSET_COMMIT_KEY_V0, OFFSET_COMMIT_KEY):
@@ -226,7 +262,7 @@ class GroupCoordinator:
                 self._classic.unload(group)
         result = self._end()
         self._shard.groups.clear()
-        self._offsets.offsets.clear()
+        self._offsets.clear()
         self._shard.timers = type(self._shard.timers)()
         self._loaded = False
         return result
@@ -280,7 +316,11 @@ class GroupCoordinator:
                 client_id,
                 client_host,
             )
-            self._classic.join(join, pending)
+            existing = shard.groups.get(request.group_id)
+            if isinstance(existing, ConsumerGroup) and existing.members:
+                self._migration.join(existing, join, pending)  # a classic member, online
+            else:
+                self._classic.join(join, pending)
         return self._end(pending=pending)
 
     def sync_group(self, now_ms: int, request: SyncGroupRequest, api_version: int) -> Result:
@@ -288,6 +328,20 @@ class GroupCoordinator:
         pending = self._shard.new_pending(SYNC_GROUP_API_KEY, api_version)
         if not request.group_id:
             self._shard.complete(pending, SyncGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID))
+        elif isinstance(group := self._shard.groups.get(request.group_id), ConsumerGroup):
+            if group.members:
+                self._migration.sync(
+                    group,
+                    request.generation_id,
+                    request.member_id,
+                    request.group_instance_id,
+                    request.protocol_type,
+                    request.protocol_name,
+                    pending,
+                )
+            else:
+                response = SyncGroupResponse(error_code=ErrorCode.UNKNOWN_MEMBER_ID)
+                self._shard.complete(pending, response)
         else:
             assignments = {a.member_id: bytes(a.assignment) for a in request.assignments or ()}
             self._classic.sync(
@@ -306,6 +360,10 @@ class GroupCoordinator:
         self._begin(now_ms)
         if not request.group_id:
             error = ErrorCode.INVALID_GROUP_ID
+        elif isinstance(group := self._shard.groups.get(request.group_id), ConsumerGroup):
+            error = self._migration.heartbeat(
+                group, request.generation_id, request.member_id, request.group_instance_id
+            )
         else:
             error = self._classic.heartbeat(
                 request.group_id,
@@ -323,7 +381,11 @@ class GroupCoordinator:
             identities = [(request.member_id, None)]
         if not request.group_id:
             return self._end(LeaveGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID))
-        error, members = self._classic.leave(request.group_id, identities)
+        group = self._shard.groups.get(request.group_id)
+        if isinstance(group, ConsumerGroup):
+            error, members = self._migration.leave(group, identities)
+        else:
+            error, members = self._classic.leave(request.group_id, identities)
         if api_version < LEAVE_GROUP_BATCHED_VERSION and error == ErrorCode.NONE:
             error = next((ErrorCode(m.error_code) for m in members if m.error_code), ErrorCode.NONE)
         return self._end(LeaveGroupResponse(error_code=error, members=members))
@@ -339,6 +401,29 @@ class GroupCoordinator:
         self._begin(now_ms)
         response = self._offsets.commit(request, api_version, self._keep_alive)
         return self._end(response)
+
+    def txn_offset_commit(
+        self, now_ms: int, request: TxnOffsetCommitRequest, api_version: int
+    ) -> Result:
+        """Commit offsets inside the request's transaction (TxnOffsetCommit v0-5).
+
+        Validation as Kafka's (topics and partitions must exist, group id, member and
+        generation from v3, metadata size); the offsets are written as OffsetCommit records
+        pending for the producer. The Result's ``producer`` is set when there are records.
+        Due timers are left to ``poll`` (Kafka runs them as operations of their own), so the
+        Result holds this transaction's records only.
+        """
+        shard = self._shard
+        shard.now_ms = now_ms
+        if not self._loaded:
+            self._load()
+        response, revert = self._offsets.txn_commit(request, api_version)
+        records, completions = shard.records, shard.completions
+        shard.records, shard.completions = [], []
+        if not records:
+            return Result(records, response, completions)
+        producer = (request.producer_id, request.producer_epoch)
+        return Result(records, response, completions, producer=producer, revert=revert)
 
     def offset_fetch(self, now_ms: int, request: OffsetFetchRequest, api_version: int) -> Result:
         self._begin(now_ms)

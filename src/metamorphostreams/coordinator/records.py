@@ -15,9 +15,12 @@ struct), and OffsetCommitValue / GroupMetadataValue from version 4.
     6            ConsumerGroupTargetAssignmentMetadataKey 0
     7            ConsumerGroupTargetAssignmentMemberKey   0
     8            ConsumerGroupCurrentMemberAssignmentKey  0
+    16           ConsumerGroupRegularExpressionKey(groupId, regularExpression)  0
 
-Tagged fields written by newer Kafka versions (ClassicMemberMetadata, MetadataHash, ...) are
-skipped on read and never written. Plain data, safe to share.
+ConsumerGroupMemberMetadataValue carries tag 0, ClassicMemberMetadata, for the classic
+members of a consumer group (KIP-848's online migration). Other tagged fields written by
+newer Kafka versions (MetadataHash, ...) are skipped on read and never written. Plain data,
+safe to share.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ CONSUMER_GROUP_MEMBER_METADATA_KEY = 5
 CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA_KEY = 6
 CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY = 7
 CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY = 8
+CONSUMER_GROUP_REGULAR_EXPRESSION_KEY = 16
 
 _GROUP_KEYS = {
     GROUP_METADATA_KEY,
@@ -49,6 +53,7 @@ _MEMBER_KEYS = {
     CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY,
     CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY,
 }
+_REGEX_KEYS = {CONSUMER_GROUP_REGULAR_EXPRESSION_KEY}
 
 Assignment = dict[uuid.UUID, frozenset[int]]
 
@@ -74,6 +79,7 @@ class RecordKey:
     topic: str = ""
     partition: int = 0
     member_id: str = ""
+    regex: str = ""
 
     def encode(self) -> bytes:
         w = Writer()
@@ -84,6 +90,8 @@ class RecordKey:
             w.int32(self.partition)
         elif self.version in _MEMBER_KEYS:
             w.string(self.member_id, False, False)
+        elif self.version in _REGEX_KEYS:
+            w.string(self.regex, False, False)
         elif self.version not in _GROUP_KEYS:
             raise ValueError(f"unknown record key version {self.version}")
         return w.getvalue()
@@ -93,13 +101,16 @@ def decode_key(data: bytes | bytearray | memoryview) -> RecordKey | None:
     """Decode a key; None for record types this coordinator does not keep (share, streams)."""
     r = Reader(data)
     version = r.int16()
-    if version not in _GROUP_KEYS and version not in _MEMBER_KEYS and version > OFFSET_COMMIT_KEY:
+    known = _GROUP_KEYS | _MEMBER_KEYS | _REGEX_KEYS
+    if version not in known and version > OFFSET_COMMIT_KEY:
         return None
     group_id = _str(r)
     if version in (OFFSET_COMMIT_KEY_V0, OFFSET_COMMIT_KEY):
         return RecordKey(version, group_id, topic=_str(r), partition=r.int32())
     if version in _MEMBER_KEYS:
         return RecordKey(version, group_id, member_id=_str(r))
+    if version in _REGEX_KEYS:
+        return RecordKey(version, group_id, regex=_str(r))
     return RecordKey(version, group_id)
 
 
@@ -347,6 +358,41 @@ class ConsumerGroupPartitionMetadataValue:
 
 
 @dataclass(frozen=True)
+class ClassicMemberMetadata:
+    """What a classic-protocol member of a consumer group joined with (tag 0 of the member's
+    metadata): its session timeout and its JoinGroup protocols (name, metadata)."""
+
+    session_timeout_ms: int
+    supported_protocols: tuple[tuple[str, bytes], ...]
+
+    def encode(self) -> bytes:
+        w = Writer()
+        w.int32(self.session_timeout_ms)
+        w.array_length(len(self.supported_protocols), True)
+        for name, metadata in self.supported_protocols:
+            w.string(name, True, False)
+            w.bytes(metadata, True, False)
+            w.uvarint(0)
+        w.uvarint(0)
+        return w.getvalue()
+
+    @classmethod
+    def read(cls, r: Reader) -> ClassicMemberMetadata:
+        session_timeout_ms = r.int32()
+        protocols = []
+        for _ in range(r.array_length(True, False)):
+            name = _str(r, True)
+            metadata = bytes(_bytes(r, True))
+            r.skip_tagged_fields()
+            protocols.append((name, metadata))
+        r.skip_tagged_fields()
+        return cls(session_timeout_ms, tuple(protocols))
+
+
+CLASSIC_MEMBER_METADATA_TAG = 0
+
+
+@dataclass(frozen=True)
 class ConsumerGroupMemberMetadataValue:
     instance_id: str | None
     rack_id: str | None
@@ -356,6 +402,7 @@ class ConsumerGroupMemberMetadataValue:
     subscribed_topic_regex: str | None
     rebalance_timeout_ms: int
     server_assignor: str | None
+    classic_member_metadata: ClassicMemberMetadata | None = None
 
     def encode(self) -> bytes:
         w = _flex_writer()
@@ -370,7 +417,10 @@ class ConsumerGroupMemberMetadataValue:
         w.string(self.subscribed_topic_regex, True, True)
         w.int32(self.rebalance_timeout_ms)
         w.string(self.server_assignor, True, True)
-        w.uvarint(0)
+        if self.classic_member_metadata is None:
+            w.uvarint(0)
+        else:
+            w.tagged_fields([(CLASSIC_MEMBER_METADATA_TAG, self.classic_member_metadata.encode())])
         return w.getvalue()
 
     @classmethod
@@ -384,7 +434,15 @@ class ConsumerGroupMemberMetadataValue:
         regex = _nstr(r, True)
         rebalance_timeout_ms = r.int32()
         server_assignor = _nstr(r, True)
-        r.skip_tagged_fields()  # tag 0: ClassicMemberMetadata (classic members of a KIP-848 group)
+        classic = None
+        for _ in range(r.uvarint()):
+            tag, size = r.uvarint(), r.uvarint()
+            if tag == CLASSIC_MEMBER_METADATA_TAG:
+                end = r.pos + size
+                classic = ClassicMemberMetadata.read(r)
+                r.pos = end
+            else:
+                r.skip(size)
         return cls(
             instance_id,
             rack_id,
@@ -394,6 +452,7 @@ class ConsumerGroupMemberMetadataValue:
             regex,
             rebalance_timeout_ms,
             server_assignor,
+            classic,
         )
 
 
@@ -463,6 +522,35 @@ class ConsumerGroupCurrentMemberAssignmentValue:
         return cls(epoch, previous, state, assigned, pending)
 
 
+@dataclass(frozen=True)
+class ConsumerGroupRegularExpressionValue:
+    """A resolved subscription regex: the matching topics, the metadata version they were
+    resolved against and when (ms)."""
+
+    topics: tuple[str, ...]
+    version: int
+    timestamp: int
+
+    def encode(self) -> bytes:
+        w = _flex_writer()
+        w.array_length(len(self.topics), True)
+        for t in sorted(self.topics):
+            w.string(t, True, False)
+        w.int64(self.version)
+        w.int64(self.timestamp)
+        w.uvarint(0)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes | bytearray | memoryview) -> ConsumerGroupRegularExpressionValue:
+        r = _flex_reader(data)
+        topics = tuple(_str(r, True) for _ in range(r.array_length(True, False)))
+        version = r.int64()
+        timestamp = r.int64()
+        r.skip_tagged_fields()
+        return cls(topics, version, timestamp)
+
+
 _VALUE_CLASSES: dict[int, Any] = {
     OFFSET_COMMIT_KEY_V0: OffsetCommitValue,
     OFFSET_COMMIT_KEY: OffsetCommitValue,
@@ -473,6 +561,7 @@ _VALUE_CLASSES: dict[int, Any] = {
     CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA_KEY: ConsumerGroupTargetAssignmentMetadataValue,
     CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY: ConsumerGroupTargetAssignmentMemberValue,
     CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY: ConsumerGroupCurrentMemberAssignmentValue,
+    CONSUMER_GROUP_REGULAR_EXPRESSION_KEY: ConsumerGroupRegularExpressionValue,
 }
 
 

@@ -38,30 +38,38 @@ def _r(api_key: int, lo: int, hi: int, advertised_min: int | None = None) -> Api
 SERVED: dict[int, ApiRange] = {
     r.api_key: r
     for r in (
-        _r(0, 3, 11, advertised_min=0),  # Produce
-        _r(1, 4, 12),  # Fetch (13+ addresses topics by id)
-        _r(2, 1, 7),  # ListOffsets
-        _r(3, 0, 12),  # Metadata
-        _r(8, 2, 9),  # OffsetCommit
-        _r(9, 1, 9),  # OffsetFetch (8+: batched groups)
-        _r(10, 0, 4),  # FindCoordinator (4+: batched keys)
+        _r(0, 3, 13, advertised_min=0),  # Produce (12+: transaction version 2; 13+: topic ids)
+        _r(1, 4, 18),  # Fetch (13+: topics by id)
+        _r(2, 1, 11),  # ListOffsets
+        _r(3, 0, 13),  # Metadata
+        _r(8, 2, 10),  # OffsetCommit (10+: topics by id)
+        _r(9, 1, 10),  # OffsetFetch (8+: batched groups; 10+: topics by id)
+        _r(10, 0, 6),  # FindCoordinator (4+: batched keys)
         _r(11, 0, 9),  # JoinGroup
         _r(12, 0, 4),  # Heartbeat
         _r(13, 0, 5),  # LeaveGroup
         _r(14, 0, 5),  # SyncGroup
-        _r(15, 0, 5),  # DescribeGroups
+        _r(15, 0, 6),  # DescribeGroups
         _r(16, 0, 5),  # ListGroups
         _r(18, 0, 4),  # ApiVersions
         _r(19, 2, 7),  # CreateTopics
         _r(20, 1, 6),  # DeleteTopics
         _r(21, 0, 2),  # DeleteRecords
-        _r(22, 0, 4),  # InitProducerId
+        _r(22, 0, 5),  # InitProducerId (6: KIP-939 two-phase commit, not served)
         _r(23, 2, 4),  # OffsetForLeaderEpoch
+        _r(24, 0, 5),  # AddPartitionsToTxn (4+: batched, brokers' KIP-890 verification)
+        _r(25, 0, 4),  # AddOffsetsToTxn
+        _r(26, 0, 5),  # EndTxn (5: transaction version 2, the epoch bumped per transaction)
+        _r(27, 1, 2),  # WriteTxnMarkers
+        _r(28, 0, 5),  # TxnOffsetCommit
         _r(32, 1, 4),  # DescribeConfigs
         _r(37, 0, 3),  # CreatePartitions
         _r(42, 0, 2),  # DeleteGroups
         _r(47, 0, 0),  # OffsetDelete
-        _r(60, 0, 1),  # DescribeCluster
+        _r(60, 0, 2),  # DescribeCluster
+        _r(61, 0, 0),  # DescribeProducers
+        _r(65, 0, 0),  # DescribeTransactions
+        _r(66, 0, 2),  # ListTransactions
         _r(68, 0, 1),  # ConsumerGroupHeartbeat (KIP-848)
         _r(69, 0, 1),  # ConsumerGroupDescribe
     )

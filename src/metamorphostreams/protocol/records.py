@@ -61,6 +61,7 @@ __all__ = [
     "build_batch",
     "build_end_txn_marker",
     "decode_batch",
+    "end_txn_marker_of",
     "iter_batches",
     "iter_records",
     "parse_control_key",
@@ -425,3 +426,16 @@ def build_end_txn_marker(
         is_control=True,
         partition_leader_epoch=partition_leader_epoch,
     )
+
+
+def end_txn_marker_of(buf: ReadableBuffer, pos: int = 0) -> tuple[bool, int] | None:
+    """``(commit, coordinator epoch)`` of the control batch at ``pos`` when its first record
+    is a COMMIT or ABORT marker; None for an empty batch (its transaction was cleaned away)
+    or another control type. Raises DecodeError for an undecodable batch."""
+    _, records = decode_batch(buf, pos)
+    if not records:
+        return None
+    kind = parse_control_key(records[0].key)
+    if kind not in (ControlRecordType.COMMIT, ControlRecordType.ABORT):
+        return None
+    return kind == ControlRecordType.COMMIT, parse_end_txn_marker(records[0].value)

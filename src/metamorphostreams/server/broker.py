@@ -19,7 +19,8 @@ from types import TracebackType
 
 from ..cluster.metadata import MetadataStore, new_kafka_uuid, uuid_to_kafka
 from ..coordinator import GroupCoordinatorConfig
-from ..storage import SERVER_SYNONYMS, LogConfigError
+from ..coordinator.transaction import TransactionConfig
+from ..storage import CLEANER_CONFIG_KEYS, SERVER_SYNONYMS, CleanerConfig, LogConfigError
 from .config import BrokerConfig, ConfigError
 from .connection import Connection, ConnectionQuotas, resolve_overrides
 from .dispatch import Dispatcher
@@ -27,6 +28,7 @@ from .group_runtime import GroupRuntime
 from .handlers import HANDLERS
 from .replica_manager import ReplicaManager
 from .topic_configs import broker_defaults
+from .txn_runtime import TxnRuntime
 
 log = logging.getLogger("metamorphostreams.server")
 
@@ -35,6 +37,8 @@ META_PROPERTIES = "meta.properties"
 _OTHER_KNOWN_KEYS = frozenset(
     {key for synonyms in SERVER_SYNONYMS.values() for key, _factor in synonyms}
     | {f.name.replace("_", ".") for f in dataclasses.fields(GroupCoordinatorConfig)}
+    | {f.name.replace("_", ".") for f in dataclasses.fields(TransactionConfig)}
+    | CLEANER_CONFIG_KEYS
 )
 
 
@@ -61,6 +65,7 @@ class Broker:
         self.config = BrokerConfig.from_props(given)
         try:
             broker_defaults(self.config.props)  # the log.* keys, checked before anything starts
+            CleanerConfig.from_server_props(self.config.props)
         except LogConfigError as e:
             raise ConfigError(str(e)) from None
         self.data_dir = Path(data_dir)
@@ -71,6 +76,7 @@ class Broker:
         self.metadata: MetadataStore
         self.replicas: ReplicaManager
         self.groups: GroupRuntime
+        self.transactions: TxnRuntime
         self.dispatcher = Dispatcher(self, HANDLERS)
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
@@ -95,6 +101,8 @@ class Broker:
         self.replicas.open()
         self.groups = GroupRuntime(self)
         self.groups.start()
+        self.transactions = TxnRuntime(self)
+        self.transactions.start()
         self._server = await asyncio.get_running_loop().create_server(
             self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
         )
@@ -104,6 +112,10 @@ class Broker:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.port = sock.getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        cleaner = self.replicas.cleaner_config
+        if cleaner.enable:
+            for _ in range(cleaner.threads):
+                self._tasks.append(asyncio.create_task(self.replicas.run_cleaner_thread()))
         loop_module = type(asyncio.get_running_loop()).__module__.split(".")[0]
         log.info(
             "broker %d listening on %s:%d (event loop: %s)",
@@ -128,6 +140,7 @@ class Broker:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 5)
         self._server = None
+        self.transactions.stop()
         self.groups.stop()
         self.replicas.close()
         self._stopped.set()

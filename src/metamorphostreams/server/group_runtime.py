@@ -4,6 +4,10 @@ The coordinator (``coordinator/``) decides; this module does its I/O: it appends
 of every decision to ``__consumer_offsets`` before the answer goes out, parks JoinGroup and
 SyncGroup requests on futures until the coordinator completes them, fires the coordinator's
 timers, and replays ``__consumer_offsets`` at start-up.
+
+TxnOffsetCommit records go out as one transactional batch of the request's producer
+(base sequence -1, as Kafka's coordinator runtime writes them); a COMMIT/ABORT marker the
+transaction side appended to ``__consumer_offsets-N`` is reported to ``complete_transaction``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..coordinator import CoordinatorRecord, GroupCoordinator, GroupCoordinatorConfig, Result
 from ..protocol.errors import DecodeError, ErrorCode
-from ..protocol.records import build_batch, iter_batches
+from ..protocol.records import ControlRecordType, build_batch, iter_batches, parse_control_key
+from ..storage import AppendOrigin
 from .replica_manager import LEADER_EPOCH
 
 if TYPE_CHECKING:
@@ -28,6 +33,8 @@ OFFSETS_TOPIC = "__consumer_offsets"
 # Kafka's offsets.topic.segment.bytes default, and the internal topic's cleanup policy.
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
 LOAD_READ_BYTES = 8 << 20  # per read while replaying __consumer_offsets
+NO_PRODUCER_ID = -1
+TXN_BASE_SEQUENCE = -1  # the coordinator's transactional batches carry no sequence
 
 
 class GroupRuntime:
@@ -80,15 +87,30 @@ class GroupRuntime:
                 break
             data = result.read_bytes()
             for header, records in iter_batches(data):
-                if not header.is_control:
+                if header.is_control:
+                    self._replay_markers(partition, header.producer_id, records)
+                else:
+                    producer = header.producer_id if header.is_transactional else NO_PRODUCER_ID
                     for record in records:
                         if record.key is not None:
                             self.coordinator.replay(
-                                CoordinatorRecord(partition, record.key, record.value)
+                                CoordinatorRecord(partition, record.key, record.value),
+                                producer_id=producer,
                             )
                             count += 1
                 offset = header.next_offset
         return count
+
+    def _replay_markers(self, partition: int, producer_id: int, records: list[Any]) -> None:
+        for record in records:
+            try:
+                kind = parse_control_key(record.key)
+            except DecodeError:
+                continue  # an unknown control record: Kafka's loader skips it too
+            if kind in (ControlRecordType.COMMIT, ControlRecordType.ABORT):
+                self.coordinator.complete_transaction(
+                    self.broker.now_ms(), partition, producer_id, kind == ControlRecordType.COMMIT
+                )
 
     def stop(self) -> None:
         """Answer parked requests (NOT_COORDINATOR, as Kafka does on unload) and stop timers."""
@@ -121,9 +143,9 @@ class GroupRuntime:
         """Run one coordinator handler; wait for the answer if the request was parked."""
         self.ensure_offsets_topic()
         result = handler(self.broker.now_ms(), request, version)
-        self._apply(result)
+        response = self._apply(result)
         if result.pending is None:
-            return result.response
+            return response
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[result.pending] = future
         try:
@@ -136,16 +158,75 @@ class GroupRuntime:
     def topics_deleted(self, topics: list[str]) -> None:
         self._apply(self.coordinator.on_topics_deleted(self.broker.now_ms(), topics))
 
+    def complete_transaction(self, partition: int, producer_id: int, committed: bool) -> None:
+        """A COMMIT (``committed``) or ABORT marker of ``producer_id`` was appended to
+        ``__consumer_offsets-<partition>``: its pending offsets there become visible or go."""
+        self._apply(
+            self.coordinator.complete_transaction(
+                self.broker.now_ms(), partition, producer_id, committed
+            )
+        )
+
     # -- internals -----------------------------------------------------------------------
 
-    def _apply(self, result: Result) -> None:
+    def _apply(self, result: Result) -> Any:
+        """Append the Result's records and deliver its completions; returns the response to
+        send (a transactional write that could not be appended is reverted and answered
+        with the coordinator's error instead)."""
+        response = result.response
         if result.records:
-            self._append(result.records)
-        for pending_id, response in result.completions:
+            if result.producer is None:
+                self._append(result.records)
+            else:
+                error = self._append_transactional(result.records, *result.producer)
+                if error != ErrorCode.NONE and result.revert is not None:
+                    response = result.revert(error)
+        for pending_id, completion in result.completions:
             future = self._pending.pop(pending_id, None)
             if future is not None and not future.done():
-                future.set_result(response)
+                future.set_result(completion)
         self._reschedule()
+        return response
+
+    def _append_transactional(
+        self, records: list[CoordinatorRecord], producer_id: int, producer_epoch: int
+    ) -> ErrorCode:
+        """Append one transactional batch of the producer (all records are of one
+        partition); the append's error, NONE when it is written."""
+        partition = records[0].partition
+        plog = self.broker.replicas.get_log(OFFSETS_TOPIC, partition)
+        if plog is None:
+            log.error("%s-%d is missing; refusing transactional offsets", OFFSETS_TOPIC, partition)
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        now = self.broker.now_ms()
+        batch = build_batch(
+            [(r.key, r.value, [], now) for r in records],
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            base_sequence=TXN_BASE_SEQUENCE,
+            is_transactional=True,
+        )
+        try:
+            result = plog.append_as_leader(
+                bytearray(batch),
+                leader_epoch=LEADER_EPOCH,
+                now_ms=now,
+                origin=AppendOrigin.COORDINATOR,
+            )
+        except (OSError, DecodeError) as e:
+            log.error("cannot append group records to %s-%d: %s", OFFSETS_TOPIC, partition, e)
+            return ErrorCode.KAFKA_STORAGE_ERROR
+        if result.error != ErrorCode.NONE:
+            log.warning(
+                "transactional offsets of producer %d refused by %s-%d: %s",
+                producer_id,
+                OFFSETS_TOPIC,
+                partition,
+                result.error.name,
+            )
+        else:
+            self.broker.replicas.notify_append()
+        return result.error
 
     def _append(self, records: list[CoordinatorRecord]) -> None:
         by_partition: dict[int, list[CoordinatorRecord]] = {}

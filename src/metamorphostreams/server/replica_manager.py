@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..cluster.metadata import MetadataStore, TopicInfo
-from ..storage import LogConfig, LogManager, PartitionLog
+from ..storage import CleanerConfig, LogCleaner, LogConfig, LogManager, PartitionLog
 from .config import BrokerConfig
 from .topic_configs import broker_defaults
 
@@ -37,6 +39,9 @@ class ReplicaManager:
         self.metadata = metadata
         self.now_ms = now_ms
         self.logs: LogManager
+        self.cleaner_config = CleanerConfig.from_server_props(config.props)
+        self.cleaner: LogCleaner
+        self._cleaner_pool: ThreadPoolExecutor | None = None
         self._data_arrived = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -48,6 +53,9 @@ class ReplicaManager:
             now_ms=self.now_ms(),
             topic_configs=self._config_for_topic,
             producer_id_expiration_ms=int(self.config["producer.id.expiration.ms"]),
+        )
+        self.cleaner = LogCleaner(
+            self.logs, self.cleaner_config, clock=time.monotonic, sleep=time.sleep
         )
         known = {(t.name, p) for t in self.metadata.topics.values() for p in range(t.partitions)}
         for plog in self.logs.all_logs():
@@ -72,6 +80,7 @@ class ReplicaManager:
         return self.log_config(info)
 
     def close(self) -> None:
+        self._stop_cleaner()
         self.logs.close()
 
     # -- topics ------------------------------------------------------------------------
@@ -91,6 +100,7 @@ class ReplicaManager:
         info = self.metadata.topics[name]
         self.metadata.delete_topic(name)
         for p in range(info.partitions):
+            self.cleaner.abort(name, p)
             self.logs.delete_log(name, p, now_ms=self.now_ms())
         log.info("deleted topic %s", name)
 
@@ -144,3 +154,45 @@ class ReplicaManager:
     def checkpoint(self) -> None:
         self.logs.checkpoint_recovery_points()
         self.logs.checkpoint_log_start_offsets()
+
+    # -- the log cleaner ---------------------------------------------------------------
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._cleaner_pool is None:
+            self._cleaner_pool = ThreadPoolExecutor(
+                max_workers=max(self.cleaner_config.threads, 1),
+                thread_name_prefix="kafka-log-cleaner-thread",
+            )
+        return self._cleaner_pool
+
+    async def run_cleaner_thread(self) -> None:
+        """One of the ``log.cleaner.threads``: clean the filthiest log in a worker thread,
+        swap the result in here on the loop (renames only), write the checkpoint in the
+        thread; sleep ``log.cleaner.backoff.ms`` when no log needs cleaning."""
+        loop = asyncio.get_running_loop()
+        backoff_s = self.cleaner_config.backoff_ms / 1000
+        while True:
+            task = self.cleaner.grab(self.now_ms())
+            if task is None:
+                await asyncio.sleep(backoff_s)
+                continue
+            try:
+                await loop.run_in_executor(self._pool(), task.run)
+            except Exception as e:
+                self.cleaner.fail(task, e)
+                continue
+            try:
+                self.cleaner.complete(task)
+                entries = self.cleaner.checkpoint_entries()
+                await loop.run_in_executor(self._pool(), self.cleaner.write_checkpoint, entries)
+            except OSError:
+                log.exception("log cleaner: cannot finish the cleaning of %s", task.name)
+
+    def _stop_cleaner(self) -> None:
+        """Abort running cleanings, wait for the threads, drop their unswapped output."""
+        tasks = self.cleaner.shutdown()
+        if self._cleaner_pool is not None:
+            self._cleaner_pool.shutdown(wait=True)
+            self._cleaner_pool = None
+        for task in tasks:
+            task.discard()

@@ -49,21 +49,9 @@ _LIST_CONFIGS = frozenset(
 )
 _STRING_CONFIGS = frozenset({"compression.type", "message.timestamp.type"})
 
-# Values this broker acts on, for settings whose other values need features not built yet.
-_SUPPORTED_VALUES: dict[str, frozenset[str]] = {
-    "cleanup.policy": frozenset({"delete"}),  # compaction comes later
-    "compression.type": frozenset({"producer"}),  # broker-side recompression comes later
-}
 # Settings with no effect here yet: only their default value is accepted.
 _NOT_ACTED_ON = frozenset(
     {
-        "compression.gzip.level",
-        "compression.lz4.level",
-        "compression.zstd.level",
-        "delete.retention.ms",
-        "min.compaction.lag.ms",
-        "max.compaction.lag.ms",
-        "min.cleanable.dirty.ratio",
         "preallocate",
         "leader.replication.throttled.replicas",
         "follower.replication.throttled.replicas",
@@ -112,9 +100,6 @@ def validate_topic_configs(
     default_props = defaults.to_props()
     for name in given:
         value = normalised[name]
-        allowed = _SUPPORTED_VALUES.get(name)
-        if allowed is not None and not set(value.split(",")) <= allowed:
-            return {}, f"{name}={value} is not supported by this broker yet"
         if name in _NOT_ACTED_ON and value != default_props[name]:
             return {}, f"Topic config {name} is not supported by this broker yet"
     return {name: normalised[name] for name in given}, None

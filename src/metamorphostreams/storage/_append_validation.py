@@ -30,17 +30,29 @@ class Validated:
 
 
 def validate_client_records(
-    records: ReadableBuffer, config: LogConfig, *, now_ms: int, partition_name: str
+    records: ReadableBuffer,
+    config: LogConfig,
+    *,
+    now_ms: int,
+    partition_name: str,
+    from_client: bool = True,
 ) -> Validated:
     """Structure, magic, sizes, CRCs and counts (``validate_batches``), baseOffset 0,
     timestamps within message.timestamp.{before,after}.max.ms for CreateTime topics (judged
     on each batch's base and max timestamp, not record by record) and the whole request
-    within segment.bytes."""
-    check = validate_batches(records, config.max_message_bytes, from_client=True)
+    within segment.bytes. A coordinator's records (``from_client`` False) skip the
+    client-only checks of Kafka's LogValidator (counts, sequences) but still may not hold
+    control batches: markers go through ``PartitionLog.append_control_marker``."""
+    check = validate_batches(records, config.max_message_bytes, from_client=from_client)
     if not check.ok:
         return Validated(error=check.error, message=check.message)
     headers = list(iter_batch_headers(records))
     for _, header in headers:
+        if not from_client and header.is_control:
+            return Validated(
+                error=ErrorCode.INVALID_RECORD,
+                message=f"control batches are not appended as records to {partition_name}",
+            )
         if header.base_offset != 0:
             return Validated(
                 error=ErrorCode.INVALID_RECORD,

@@ -2,9 +2,10 @@
 
 A partition lives in ``<data>/<topic>-<partition>/``; each segment is a group of files named
 by its base offset padded to 20 digits: ``00000000000000000042.log``, ``.index``,
-``.timeindex``; producer-state snapshots are ``<offset>.snapshot``. Files waiting for
-deletion carry a ``.deleted`` suffix; a partition directory scheduled for deletion is renamed
-``<topic>-<partition>.<uuid hex>-delete``. Pure functions, no I/O.
+``.timeindex`` and, once the segment holds an ABORT marker, ``.txnindex``; producer-state
+snapshots are ``<offset>.snapshot``. Files waiting for deletion carry a ``.deleted`` suffix;
+a partition directory scheduled for deletion is renamed ``<topic>-<partition>.<uuid
+hex>-delete``. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import uuid
 from pathlib import Path
 
 __all__ = [
+    "CLEANER_OFFSET_CHECKPOINT_FILE",
     "CLEAN_SHUTDOWN_FILE",
     "DELETED_FILE_SUFFIX",
     "DELETE_DIR_SUFFIX",
@@ -24,6 +26,7 @@ __all__ = [
     "PRODUCER_SNAPSHOT_FILE_SUFFIX",
     "RECOVERY_POINT_CHECKPOINT_FILE",
     "TIME_INDEX_FILE_SUFFIX",
+    "TXN_INDEX_FILE_SUFFIX",
     "delete_dir_name",
     "filename_prefix_from_offset",
     "index_file",
@@ -33,11 +36,13 @@ __all__ = [
     "partition_dir_name",
     "producer_snapshot_file",
     "time_index_file",
+    "txn_index_file",
 ]
 
 LOG_FILE_SUFFIX = ".log"
 INDEX_FILE_SUFFIX = ".index"
 TIME_INDEX_FILE_SUFFIX = ".timeindex"
+TXN_INDEX_FILE_SUFFIX = ".txnindex"
 PRODUCER_SNAPSHOT_FILE_SUFFIX = ".snapshot"
 DELETED_FILE_SUFFIX = ".deleted"
 DELETE_DIR_SUFFIX = "-delete"
@@ -47,6 +52,9 @@ PARTITION_METADATA_FILE = "partition.metadata"
 RECOVERY_POINT_CHECKPOINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT_FILE = "log-start-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+CLEANER_OFFSET_CHECKPOINT_FILE = (
+    "cleaner-offset-checkpoint"  # the log cleaner's first dirty offsets
+)
 
 _OFFSET_DIGITS = 20  # Long.MAX_VALUE has 19 digits; Kafka pads to 20
 
@@ -74,6 +82,10 @@ def index_file(directory: Path, offset: int, suffix: str = "") -> Path:
 
 def time_index_file(directory: Path, offset: int, suffix: str = "") -> Path:
     return directory / (filename_prefix_from_offset(offset) + TIME_INDEX_FILE_SUFFIX + suffix)
+
+
+def txn_index_file(directory: Path, offset: int, suffix: str = "") -> Path:
+    return directory / (filename_prefix_from_offset(offset) + TXN_INDEX_FILE_SUFFIX + suffix)
 
 
 def producer_snapshot_file(directory: Path, offset: int) -> Path:

@@ -1,16 +1,20 @@
 """Loading a partition directory at startup, with recovery after an unclean shutdown
-(Kafka's LogLoader)."""
+(Kafka's LogLoader), and the producer-state rebuild that also rebuilds the transaction
+indexes of recovered segments."""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from metamorphostreams.protocol.errors import DecodeError
 from metamorphostreams.protocol.record_batch import BatchHeader
+from metamorphostreams.protocol.records import end_txn_marker_of
 from metamorphostreams.storage._index_file import CorruptIndexError
+from metamorphostreams.storage._segment_swap import recover_interrupted_swaps
 from metamorphostreams.storage.leader_epoch import LeaderEpochFileCache
 from metamorphostreams.storage.log_config import LogConfig
 from metamorphostreams.storage.log_files import (
@@ -18,6 +22,7 @@ from metamorphostreams.storage.log_files import (
     INDEX_FILE_SUFFIX,
     LOG_FILE_SUFFIX,
     TIME_INDEX_FILE_SUFFIX,
+    TXN_INDEX_FILE_SUFFIX,
     offset_from_file_name,
 )
 from metamorphostreams.storage.producer_state import ProducerStateManager
@@ -27,9 +32,9 @@ __all__ = ["LoadedLog", "load_log", "rebuild_producer_state"]
 
 logger = logging.getLogger("metamorphostreams.storage")
 
-# Leftovers of interrupted work: files pending deletion, checkpoint temp files, compaction
-# outputs we never finished swapping in.
-_STALE_SUFFIXES = (DELETED_FILE_SUFFIX, ".tmp", ".cleaned", ".swap")
+# Leftovers of interrupted work: files pending deletion, checkpoint temp files (the
+# cleaner's ``.cleaned``/``.swap`` files are settled first by ``recover_interrupted_swaps``).
+_STALE_SUFFIXES = (DELETED_FILE_SUFFIX, ".tmp")
 
 
 @dataclass(slots=True)
@@ -38,6 +43,9 @@ class LoadedLog:
     log_start_offset: int
     log_end_offset: int
     recovery_point: int
+    # base offsets of the segments recovered (re-validated, indexes rebuilt): their
+    # transaction indexes must be rebuilt by ``rebuild_producer_state``
+    recovered: set[int] = field(default_factory=set)
 
 
 def _open_segment(directory: Path, base: int, config: LogConfig, now_ms: int) -> LogSegment:
@@ -61,7 +69,9 @@ def _new_segment(directory: Path, base: int, config: LogConfig, now_ms: int) -> 
 
 
 def _scan_directory(directory: Path) -> list[int]:
-    """Remove stale files and orphan indexes; return the base offsets of ``.log`` files."""
+    """Settle an interrupted swap, remove stale files and orphan indexes; return the base
+    offsets of ``.log`` files."""
+    recover_interrupted_swaps(directory)
     names = os.listdir(directory)
     bases: set[int] = set()
     for name in names:
@@ -73,7 +83,7 @@ def _scan_directory(directory: Path) -> list[int]:
             if offset is not None:
                 bases.add(offset)
     for name in names:
-        if name.endswith((INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX)):
+        if name.endswith((INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX, TXN_INDEX_FILE_SUFFIX)):
             offset = offset_from_file_name(name)
             if offset is not None and offset not in bases:
                 logger.info("%s: removing orphan index %s", directory, name)
@@ -103,6 +113,7 @@ def load_log(
     truncate at the first bad batch and drop the segments after it."""
     bases = _scan_directory(directory)
     segments: list[LogSegment] = []
+    recovered: set[int] = set()
     for base in bases:
         segment = _open_segment(directory, base, config, now_ms)
         try:
@@ -110,6 +121,7 @@ def load_log(
         except (FileNotFoundError, CorruptIndexError) as e:
             logger.warning("%s: %s; rebuilding the indexes of %s", directory, e, segment)
             segment.recover()
+            recovered.add(base)
         segments.append(segment)
 
     if len(segments) > 1 and segments[-1].size == 0:
@@ -134,6 +146,7 @@ def load_log(
             segment = segments[i]
             logger.info("%s: recovering unflushed segment %d", directory, segment.base_offset)
             truncated = segment.recover(lambda h: _assign_epoch_from(leader_epochs, h))
+            recovered.add(segment.base_offset)
             if truncated > 0:
                 dropped = segments[i + 1 :]
                 if dropped:
@@ -161,9 +174,10 @@ def load_log(
                 active.base_offset,
             )
             active.recover(lambda h: _assign_epoch_from(leader_epochs, h))
+            recovered.add(active.base_offset)
 
     start_checkpoint = 0 if log_start_offset is None else log_start_offset
-    log_end_offset = _read_end(segments)
+    log_end_offset = _read_end(segments, recovered)
     if segments and start_checkpoint > log_end_offset:
         logger.warning(
             "%s: log start offset %d is beyond the log end offset %d; deleting all segments",
@@ -179,17 +193,17 @@ def load_log(
         segments.append(_new_segment(directory, start_checkpoint, config, now_ms))
         log_end_offset = start_checkpoint
     else:
-        log_end_offset = _read_end(segments)
+        log_end_offset = _read_end(segments, recovered)
     for segment in segments[:-1]:
         segment.release_index_handles()  # only the active segment's indexes get appends
     start = max(start_checkpoint, segments[0].base_offset)
     point = log_end_offset if clean_shutdown else min(recovery_point, log_end_offset)
     leader_epochs.truncate_from_end(log_end_offset)
     leader_epochs.truncate_from_start(start)
-    return LoadedLog(segments, start, log_end_offset, point)
+    return LoadedLog(segments, start, log_end_offset, point, recovered)
 
 
-def _read_end(segments: list[LogSegment]) -> int:
+def _read_end(segments: list[LogSegment], recovered: set[int]) -> int:
     if not segments:
         return 0
     try:
@@ -198,7 +212,21 @@ def _read_end(segments: list[LogSegment]) -> int:
         # the active segment is corrupt although the shutdown looked clean: recover it
         logger.warning("unreadable active segment %s; recovering it", segments[-1])
         segments[-1].recover()
+        recovered.add(segments[-1].base_offset)
         return segments[-1].read_next_offset()
+
+
+def _marker(segment: LogSegment, position: int, header: BatchHeader) -> tuple[bool, int] | None:
+    try:
+        return end_txn_marker_of(segment.read_batch(position, header))
+    except DecodeError as e:
+        logger.warning(
+            "%s: undecodable control batch at offset %d: %s",
+            segment.log_path,
+            header.base_offset,
+            e,
+        )
+        return None
 
 
 def rebuild_producer_state(
@@ -208,11 +236,20 @@ def rebuild_producer_state(
     log_start_offset: int,
     log_end_offset: int,
     now_ms: int,
+    rebuild_txn_indexes: Collection[int] = (),
 ) -> int:
     """Load the newest usable snapshot and replay the batches after it; returns how many
-    batches were replayed."""
+    batches were replayed. The transaction indexes of the segments whose base offsets are
+    in ``rebuild_txn_indexes`` are rebuilt from the replay (Kafka's recoverSegment), which
+    then starts at a snapshot at or below the first of them."""
     producer_state.remove_stray_snapshots(s.base_offset for s in segments)
-    replay_from = producer_state.load(log_start_offset, log_end_offset, now_ms)
+    rebuild = {s.base_offset for s in segments} & set(rebuild_txn_indexes)
+    replay_from = producer_state.load(
+        log_start_offset, log_end_offset, now_ms, max_offset=min(rebuild, default=None)
+    )
+    for segment in segments:
+        if segment.base_offset in rebuild:
+            segment.txn_index.reset()
     replayed = 0
     if replay_from < log_end_offset:
         for i, segment in enumerate(segments):
@@ -222,10 +259,17 @@ def rebuild_producer_state(
             found = segment.translate_offset(replay_from)
             if found is None:
                 continue
-            for _, header in segment.iter_headers(found[0]):
-                if header.base_offset >= replay_from:
-                    producer_state.replay(header)
-                    replayed += 1
+            rebuilding = segment.base_offset in rebuild
+            for position, header in segment.iter_headers(found[0]):
+                if header.base_offset < replay_from:
+                    continue
+                marker = None
+                if header.is_control and header.has_producer_id:
+                    marker = _marker(segment, position, header)
+                completed = producer_state.replay(header, marker)
+                if rebuilding and completed is not None and completed.is_aborted:
+                    segment.txn_index.append(completed.aborted_txn())
+                replayed += 1
     producer_state.map_end_offset = log_end_offset
     if replayed:
         producer_state.take_snapshot()

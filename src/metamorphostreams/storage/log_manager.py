@@ -67,6 +67,10 @@ class LogManager:
         self._recovery_points = OffsetCheckpointFile(data_dir / RECOVERY_POINT_CHECKPOINT_FILE)
         self._log_start_offsets = OffsetCheckpointFile(data_dir / LOG_START_OFFSET_CHECKPOINT_FILE)
 
+    @property
+    def fsync_enabled(self) -> bool:
+        return self._fsync
+
     @classmethod
     def open(
         cls,

@@ -1,10 +1,10 @@
-"""The log of one partition: Kafka's UnifiedLog (local segments only)."""
+"""The log of one partition: Kafka's UnifiedLog (local segments only), transactions
+included."""
 
 from __future__ import annotations
 
 import bisect
 import logging
-import os
 import random
 import shutil
 from pathlib import Path
@@ -13,12 +13,17 @@ from metamorphostreams.protocol.errors import DecodeError, ErrorCode
 from metamorphostreams.protocol.record_batch import (
     NO_PARTITION_LEADER_EPOCH,
     NO_TIMESTAMP,
+    BatchHeader,
     WritableBuffer,
+    iter_batch_headers,
     set_base_offset,
     set_log_append_time,
     set_partition_leader_epoch,
 )
+from metamorphostreams.protocol.records import build_end_txn_marker
 from metamorphostreams.storage._append_validation import validate_client_records
+from metamorphostreams.storage._log_flush import LogFlushing
+from metamorphostreams.storage._record_checks import PRODUCER_COMPRESSION, check_records
 from metamorphostreams.storage._retention import (
     Predicate,
     below_log_start,
@@ -26,17 +31,21 @@ from metamorphostreams.storage._retention import (
     over_retention_bytes,
     over_retention_ms,
 )
-from metamorphostreams.storage.flush_job import FlushJob
+from metamorphostreams.storage._segment_swap import SegmentSwapping
 from metamorphostreams.storage.leader_epoch import LeaderEpochFileCache
-from metamorphostreams.storage.log_config import LONG_MAX, LogConfig
+from metamorphostreams.storage.log_config import LogConfig
 from metamorphostreams.storage.log_files import LEADER_EPOCH_CHECKPOINT_FILE
 from metamorphostreams.storage.log_loader import load_log, rebuild_producer_state
 from metamorphostreams.storage.producer_state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    AppendOrigin,
+    ProducerCheck,
+    ProducerInfo,
     ProducerStateManager,
 )
 from metamorphostreams.storage.results import AppendResult, FileRegion, ReadResult, RecordError
 from metamorphostreams.storage.segment import LogSegment
+from metamorphostreams.storage.transaction_index import collect_aborted
 
 __all__ = ["DELETE_RECORDS_HIGH_WATERMARK", "PartitionLog"]
 
@@ -51,14 +60,15 @@ _ERRORS_WITHOUT_LOG_START = frozenset(
 )
 
 
-class PartitionLog:
+class PartitionLog(LogFlushing, SegmentSwapping):
     """Segments of one partition with the offsets Kafka tracks for it.
 
-    Invariants: ``log_start_offset <= high_watermark <= log_end_offset``; segments are
-    ordered by base offset, only the last (active) one is appended to; the recovery point
-    is the offset below which everything is fsynced. Appends assign offsets by patching the
-    request's batches in place and write them with one ``pwrite``. Not task-safe: the
-    broker calls it from one thread (the event loop).
+    Invariants: ``log_start_offset <= last_stable_offset <= high_watermark <=
+    log_end_offset``; segments are ordered by base offset, only the last (active) one is
+    appended to; the recovery point is the offset below which everything is fsynced; each
+    ABORT marker of a transaction with data has an entry in its segment's ``.txnindex``.
+    Appends assign offsets by patching the request's batches in place and write them with
+    one ``pwrite``. Not task-safe: the broker calls it from one thread (the event loop).
     """
 
     def __init__(
@@ -98,6 +108,7 @@ class PartitionLog:
         # Single replica: the high watermark follows the log end offset. Replication
         # turns this off and drives ``update_high_watermark`` instead.
         self.hw_follows_leo = True
+        producer_state.on_high_watermark_updated(self._high_watermark)
 
     # -- opening ------------------------------------------------------------------------
 
@@ -142,6 +153,7 @@ class PartitionLog:
             log_start_offset=loaded.log_start_offset,
             log_end_offset=loaded.log_end_offset,
             now_ms=now_ms,
+            rebuild_txn_indexes=loaded.recovered,
         )
         log = cls(
             directory,
@@ -186,7 +198,13 @@ class PartitionLog:
 
     @property
     def last_stable_offset(self) -> int:
-        return self._high_watermark  # no transactions yet
+        """The first offset of the oldest transaction not yet decided and replicated
+        (Kafka's firstUnstableOffset, at least the log start offset), capped at the high
+        watermark: read_committed consumers read below it."""
+        first = self.producer_state.first_unstable_offset
+        if first is None or first >= self._high_watermark:
+            return self._high_watermark
+        return max(first, self._log_start_offset)
 
     @property
     def recovery_point(self) -> int:
@@ -210,6 +228,7 @@ class PartitionLog:
     def update_high_watermark(self, offset: int) -> int:
         """Set the high watermark, clamped to [log start, log end]; returns it."""
         self._high_watermark = min(max(offset, self._log_start_offset), self._log_end_offset)
+        self.producer_state.on_high_watermark_updated(self._high_watermark)
         return self._high_watermark
 
     def become_leader(self, leader_epoch: int) -> None:
@@ -220,9 +239,6 @@ class PartitionLog:
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
-
-    def _tick(self, now_ms: int) -> None:
-        self._clock_ms = max(self._clock_ms, now_ms)
 
     def _new_jitter(self) -> int:
         jitter = self.config.segment_jitter_ms
@@ -249,37 +265,59 @@ class PartitionLog:
         )
 
     def append_as_leader(
-        self, records: WritableBuffer, *, leader_epoch: int, now_ms: int
+        self,
+        records: WritableBuffer,
+        *,
+        leader_epoch: int,
+        now_ms: int,
+        origin: AppendOrigin = AppendOrigin.CLIENT,
     ) -> AppendResult:
         """Validate, assign offsets to and append the batches of one Produce partition.
 
         Header-level validation only (magic, sizes, CRC, counts, baseOffset 0, timestamps
         against message.timestamp.{before,after}.max.ms using each batch's base and max
-        timestamp), then idempotence checks. A duplicate of one of a producer's last five
-        batches is answered with the original offsets and nothing is written; Kafka then
-        reports the original batch's maxTimestamp as ``log_append_time``. Nothing is
-        written when any batch fails. ``records`` is patched in place (baseOffset,
-        partitionLeaderEpoch, LogAppendTime).
-        """
+        timestamp), then producer checks (epoch, sequence, transaction state). A duplicate
+        of one of a producer's last five batches is answered with the original offsets and
+        nothing is written; Kafka then reports the original batch's maxTimestamp as
+        ``log_append_time``. A transactional batch starts its producer's transaction when
+        none is ongoing. Nothing is written when any batch fails. ``records`` is patched in
+        place (baseOffset, partitionLeaderEpoch, LogAppendTime).
+
+        ``AppendOrigin.COORDINATOR``: a coordinator's own records (transactional offset
+        commits, base sequence -1): no duplicate, sequence or client-only batch checks, as
+        in Kafka. Control batches are INVALID_RECORD from any origin (see
+        ``append_control_marker``)."""
         self._tick(now_ms)
         config = self.config
         valid = validate_client_records(
-            records, config, now_ms=now_ms, partition_name=f"{self.topic}-{self.partition}"
+            records,
+            config,
+            now_ms=now_ms,
+            partition_name=f"{self.topic}-{self.partition}",
+            from_client=origin is AppendOrigin.CLIENT,
         )
         if valid.error is not ErrorCode.NONE:
             return self._failure(valid.error, valid.message, valid.record_errors)
         headers = valid.headers
+        if config.compact_enabled or config.compression_type != PRODUCER_COMPRESSION:
+            checked = check_records(
+                records, headers, config, partition_name=f"{self.topic}-{self.partition}"
+            )
+            if checked.error is not ErrorCode.NONE:
+                return self._failure(checked.error, checked.message, checked.record_errors)
+            if checked.records is not None:  # rebuilt in the topic's codec
+                records = checked.records
+                headers = list(iter_batch_headers(records))
 
-        first_offset = self._log_end_offset
         offsets: list[int] = []
-        next_offset = first_offset
+        next_offset = self._log_end_offset
         for _, header in headers:
             offsets.append(next_offset)
             next_offset += header.last_offset_delta + 1
-        last_offset = next_offset - 1
 
         producer_check = self.producer_state.check_append(
-            [(header, offset) for (_, header), offset in zip(headers, offsets, strict=True)]
+            [(header, offset) for (_, header), offset in zip(headers, offsets, strict=True)],
+            origin,
         )
         if producer_check.duplicate is not None:
             dup = producer_check.duplicate
@@ -292,7 +330,70 @@ class PartitionLog:
             )
         if producer_check.error is not ErrorCode.NONE:
             return self._failure(producer_check.error, producer_check.message)
+        return self._append(records, headers, offsets, producer_check, leader_epoch, now_ms)
 
+    def append_control_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        *,
+        commit: bool,
+        coordinator_epoch: int,
+        leader_epoch: int,
+        now_ms: int,
+        transaction_version: int = 0,
+    ) -> AppendResult:
+        """Write a COMMIT or ABORT marker for ``producer_id`` (WriteTxnMarkers; Kafka
+        appends it as leader with the coordinator origin).
+
+        A marker epoch below the producer's is INVALID_PRODUCER_EPOCH (with
+        ``transaction_version`` 2, an epoch not above it, unless the marker is a retry of
+        one already written); a coordinator epoch below the last marker's is
+        TRANSACTION_COORDINATOR_FENCED. The marker ends the producer's ongoing transaction;
+        an ABORT of one gets its ``.txnindex`` entry in the segment holding the marker. A
+        marker without an ongoing transaction is written all the same.
+        """
+        self._tick(now_ms)
+        offset = self._log_end_offset
+        check = self.producer_state.check_marker(
+            producer_id,
+            producer_epoch,
+            commit=commit,
+            coordinator_epoch=coordinator_epoch,
+            offset=offset,
+            timestamp=now_ms,
+            transaction_version=transaction_version,
+        )
+        if check.error is not ErrorCode.NONE:
+            return self._failure(check.error, check.message)
+        records = bytearray(
+            build_end_txn_marker(
+                commit=commit,
+                producer_id=producer_id,
+                producer_epoch=producer_epoch,
+                coordinator_epoch=coordinator_epoch,
+                timestamp=now_ms,
+            )
+        )
+        header = BatchHeader.parse(records, 0)
+        return self._append(records, [(0, header)], [offset], check, leader_epoch, now_ms)
+
+    def _append(
+        self,
+        records: WritableBuffer,
+        headers: list[tuple[int, BatchHeader]],
+        offsets: list[int],
+        producer_check: ProducerCheck,
+        leader_epoch: int,
+        now_ms: int,
+    ) -> AppendResult:
+        """Patch, write and account for validated batches starting at the log end."""
+        config = self.config
+        first_offset = offsets[0]
+        last_offset = offsets[-1] + headers[-1][1].last_offset_delta
+        next_offset = last_offset + 1
+        completed = producer_check.completed
+        aborted = completed.aborted_txn() if completed and completed.is_aborted else None
         log_append = config.log_append_time
         for (pos, _), offset in zip(headers, offsets, strict=True):
             set_base_offset(records, pos, offset)
@@ -313,11 +414,15 @@ class PartitionLog:
         mark = segment.mark()
         try:
             segment.append(records, appended)  # undoes itself when the write fails
+            if aborted is not None:
+                segment.txn_index.append(aborted)  # likewise
             if flush:
                 self._sync(next_offset)
         except OSError as e:
             logger.error("%s-%d: append failed: %s", self.topic, self.partition, e)
             segment.rollback(mark)  # a failed fsync too: nothing is acknowledged
+            if aborted is not None:
+                self._drop_txn_entry(segment, aborted.last_offset)
             return self._failure(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
         # From here on the append is done; nothing below may fail it.
         self._log_end_offset = next_offset
@@ -328,6 +433,7 @@ class PartitionLog:
         self.producer_state.apply(producer_check, next_offset)
         if self.hw_follows_leo:
             self._high_watermark = next_offset
+            self.producer_state.on_high_watermark_updated(next_offset)
         return AppendResult(
             ErrorCode.NONE,
             first_offset,
@@ -335,6 +441,12 @@ class PartitionLog:
             now_ms if config.log_append_time else NO_TIMESTAMP,
             self._log_start_offset,
         )
+
+    def _drop_txn_entry(self, segment: LogSegment, marker_offset: int) -> None:
+        try:
+            segment.txn_index.truncate_to(marker_offset)
+        except OSError as e:
+            logger.error("%s-%d: cannot cut %s back: %s", self.topic, self.partition, segment, e)
 
     def _assign_epoch(self, epoch: int, start_offset: int) -> None:
         try:
@@ -344,12 +456,6 @@ class PartitionLog:
             logger.error(
                 "%s-%d: cannot write the leader epoch checkpoint: %s", self.topic, self.partition, e
             )
-
-    def _sync(self, end_offset: int) -> None:
-        """fsync, here and now, every segment holding offsets between the recovery point
-        and ``end_offset`` (which may be beyond the log end offset during an append)."""
-        if self._fsync:
-            FlushJob(self._sync_handles(self._recovery_point, end_offset), end_offset).run()
 
     # -- rolling and flushing -----------------------------------------------------------
 
@@ -400,88 +506,6 @@ class PartitionLog:
         logger.info("%s-%d: rolled new segment at %d", self.topic, self.partition, new_base)
         self._roll_flush_offset = new_base  # fsynced later, off the append path
         return segment
-
-    def begin_flush(self, up_to: int | None = None) -> FlushJob | None:
-        """Prepare an fsync of everything below ``up_to`` (default: the log end offset)
-        that is above the recovery point; None when there is nothing to do. Run the job
-        anywhere, then hand it to ``complete_flush`` on the loop thread."""
-        offset = self._log_end_offset if up_to is None else min(up_to, self._log_end_offset)
-        if offset <= self._recovery_point:
-            return None
-        self._retry_epoch_checkpoint()
-        fds = self._sync_handles(self._recovery_point, offset) if self._fsync else []
-        return FlushJob(fds, offset)
-
-    def _sync_handles(self, start: int, end: int) -> list[int]:
-        """Descriptors (owned by the caller) of the segments holding [start, end)."""
-        fds: list[int] = []
-        try:
-            for i, segment in enumerate(self._segments):
-                last = i + 1 == len(self._segments)
-                seg_end = end if last else self._bases[i + 1]
-                if seg_end > start and segment.base_offset < end:
-                    fds.extend(segment.sync_handles())
-        except OSError:
-            for fd in fds:
-                os.close(fd)
-            raise
-        return fds
-
-    def _retry_epoch_checkpoint(self) -> None:
-        if self.leader_epochs.dirty:
-            try:
-                self.leader_epochs.write()
-            except OSError as e:
-                logger.error(
-                    "%s-%d: cannot write the leader epoch checkpoint: %s",
-                    self.topic,
-                    self.partition,
-                    e,
-                )
-
-    def complete_flush(self, job: FlushJob) -> None:
-        """Advance the recovery point for a job that ran (a failed job changes nothing)."""
-        job.close()
-        if job.done:
-            self._recovery_point = max(self._recovery_point, min(job.offset, self._log_end_offset))
-
-    def _flush_up_to(self, offset: int) -> None:
-        job = self.begin_flush(offset)
-        if job is not None:
-            job.run()
-            self.complete_flush(job)
-
-    def flush(self) -> None:
-        """fsync everything up to the log end offset, here and now; the recovery point
-        follows."""
-        self._flush_up_to(self._log_end_offset)
-
-    @property
-    def rolled_unflushed(self) -> bool:
-        """Segments were rolled since the last flush (Kafka flushes them in the
-        background, moving the recovery point to the new segment's base)."""
-        return self._roll_flush_offset > self._recovery_point
-
-    def begin_scheduled_flush(self, now_ms: int) -> FlushJob | None:
-        """The flush due now: everything when flush.ms has passed since the last flush,
-        else the segments rolled since the last flush; None when nothing is due."""
-        self._tick(now_ms)
-        flush_ms = self.config.flush_ms
-        if flush_ms != LONG_MAX and now_ms - self._last_flush_ms >= flush_ms:
-            self._last_flush_ms = now_ms
-            return self.begin_flush()
-        if self.rolled_unflushed:
-            return self.begin_flush(self._roll_flush_offset)
-        return None
-
-    def maybe_flush(self, now_ms: int) -> bool:
-        """Run ``begin_scheduled_flush``'s job inline; True if something was flushed."""
-        job = self.begin_scheduled_flush(now_ms)
-        if job is None:
-            return False
-        job.run()
-        self.complete_flush(job)
-        return True
 
     # -- read ---------------------------------------------------------------------------
 
@@ -539,6 +563,22 @@ class PartitionLog:
             logger.error("%s-%d: read failed: %s", self.topic, self.partition, e)
             return self._result(ErrorCode.KAFKA_STORAGE_ERROR, [], 0)
         return self._result(ErrorCode.NONE, [], 0)
+
+    def collect_aborted_transactions(
+        self, start_offset: int, upper_bound_offset: int
+    ) -> list[tuple[int, int]]:
+        """``(producer id, first offset)`` of the aborted transactions overlapping
+        [start_offset, upper_bound_offset), for a read_committed fetch (Kafka's
+        collectAbortedTransactions): the transaction indexes of the segment holding
+        ``start_offset`` and the later ones, until an entry's LSO reaches the upper bound.
+        Entries are cached in memory; segments without a ``.txnindex`` cost no I/O."""
+        first = self._segment_index_for(start_offset)
+        indexes = (segment.txn_index for segment in self._segments[first:])
+        return collect_aborted(indexes, start_offset, upper_bound_offset)
+
+    def active_producers(self) -> list[ProducerInfo]:
+        """The producers this partition remembers, for DescribeProducers."""
+        return self.producer_state.active_producers()
 
     # -- offsets by time / epoch --------------------------------------------------------
 
@@ -617,26 +657,6 @@ class PartitionLog:
         self.producer_state.delete_snapshots_before(self._bases[0])
         return count
 
-    def _schedule_delete(self, segments: list[LogSegment]) -> None:
-        due = self._clock_ms + self.config.file_delete_delay_ms
-        for segment in segments:
-            segment.mark_deleted()
-            self._pending_deletes.append((due, segment))
-
-    def delete_expired_files(self, now_ms: int) -> int:
-        """Close and unlink segment files whose file.delete.delay.ms has passed."""
-        self._tick(now_ms)
-        keep: list[tuple[int, LogSegment]] = []
-        deleted = 0
-        for due, segment in self._pending_deletes:
-            if due <= now_ms:
-                segment.delete()
-                deleted += 1
-            else:
-                keep.append((due, segment))
-        self._pending_deletes = keep
-        return deleted
-
     def enforce_retention(self, now_ms: int) -> int:
         """Delete segments below the log start offset and, for cleanup.policy=delete,
         those past retention.bytes / retention.ms (measured on each segment's largest
@@ -708,7 +728,8 @@ class PartitionLog:
     def _after_truncation(self) -> None:
         leo = self._log_end_offset
         self._log_start_offset = min(self._log_start_offset, leo)
-        self._high_watermark = min(self._high_watermark, leo)
+        # never below the log start offset (a full truncation may move it up)
+        self._high_watermark = min(max(self._high_watermark, self._log_start_offset), leo)
         self._recovery_point = min(self._recovery_point, leo)
         self.leader_epochs.truncate_from_end(leo)
         rebuild_producer_state(
@@ -718,6 +739,7 @@ class PartitionLog:
             log_end_offset=leo,
             now_ms=self._clock_ms,
         )
+        self.producer_state.on_high_watermark_updated(self._high_watermark)
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -1,11 +1,15 @@
-"""Idempotent-producer state of a partition and its ``<offset>.snapshot`` files.
+"""Idempotent and transactional producer state of a partition and its ``<offset>.snapshot``
+files.
 
 Follows Kafka's ProducerStateManager / ProducerAppendInfo / ProducerStateEntry: per producer
 id, the epoch and the metadata of its last five batches (first and last sequence, first and
-last offset, max timestamp). Incoming batches are checked against it (duplicate, epoch,
-sequence), the survivors are applied after the append. State survives restarts through
-snapshot files taken at each roll and at close, plus a replay of the batches written after
-the newest snapshot.
+last offset, max timestamp), the coordinator epoch of its last transaction marker and the
+first offset of its ongoing transaction. Incoming batches are checked against it (duplicate,
+epoch, sequence, transaction state), the survivors are applied after the append. The
+ongoing transactions (by first offset) and the completed ones whose marker is not yet below
+the high watermark give the first unstable offset, which bounds the last stable offset.
+State survives restarts through snapshot files taken at each roll and at close, plus a
+replay of the batches written after the newest snapshot.
 
 Snapshot files use Kafka's layout (version 1): ``version int16, crc uint32 (CRC-32C of
 everything after it), count int32`` then per entry ``producer_id int64, epoch int16,
@@ -18,6 +22,7 @@ exactly the entry it would have written itself, so the files stay readable by Ka
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import struct
@@ -25,6 +30,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from crc32c import crc32c
 
@@ -40,12 +46,16 @@ from metamorphostreams.storage.log_files import (
     offset_from_file_name,
     producer_snapshot_file,
 )
+from metamorphostreams.storage.transaction_index import AbortedTxn
 
 __all__ = [
     "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
     "NUM_BATCHES_TO_RETAIN",
+    "AppendOrigin",
     "BatchMetadata",
+    "CompletedTxn",
     "ProducerCheck",
+    "ProducerInfo",
     "ProducerStateEntry",
     "ProducerStateManager",
     "SnapshotError",
@@ -67,6 +77,40 @@ _CRC_START = 6  # the CRC covers everything after version and crc
 
 class SnapshotError(ValueError):
     """A snapshot file that is truncated, has a bad CRC or an unknown version."""
+
+
+class AppendOrigin(enum.Enum):
+    """Who appends (Kafka's AppendOrigin); it decides what is checked."""
+
+    CLIENT = "client"  # Produce: duplicates, epochs, sequences, transaction state
+    COORDINATOR = "coordinator"  # a coordinator's own writes: no sequences (base sequence -1)
+
+
+class CompletedTxn(NamedTuple):
+    """A transaction ended by a marker at ``last_offset``; ``last_stable_offset`` is the
+    partition's LSO once it is complete (Kafka's ``lastStableOffset(completedTxn)``)."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    is_aborted: bool
+    last_stable_offset: int
+
+    def aborted_txn(self) -> AbortedTxn:
+        return AbortedTxn(
+            self.producer_id, self.first_offset, self.last_offset, self.last_stable_offset
+        )
+
+
+class ProducerInfo(NamedTuple):
+    """One active producer as DescribeProducers reports it."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_timestamp: int
+    coordinator_epoch: int
+    current_txn_start_offset: int  # -1 without an ongoing transaction
 
 
 def decrement_sequence(sequence: int, decrement: int) -> int:
@@ -162,6 +206,13 @@ class ProducerStateEntry:
         self.batches.append(batch)
         self.last_timestamp = batch.timestamp
 
+    def end_txn(self, epoch: int, coordinator_epoch: int, timestamp: int) -> None:
+        """A COMMIT/ABORT marker was written (Kafka's ``update(epoch, coordEpoch, ts)``)."""
+        self.maybe_update_epoch(epoch)
+        self.current_txn_first_offset = -1
+        self.coordinator_epoch = coordinator_epoch
+        self.last_timestamp = timestamp
+
     def merge(self, newer: ProducerStateEntry) -> None:
         """Fold a pending entry in after its batches were appended (Kafka's ``update``)."""
         self.maybe_update_epoch(newer.producer_epoch)
@@ -174,12 +225,14 @@ class ProducerStateEntry:
 @dataclass(slots=True)
 class ProducerCheck:
     """Outcome of checking the batches of one append: an error, a duplicate (answer with
-    the original batch's offsets, append nothing), or the pending per-producer updates."""
+    the original batch's offsets, append nothing), or the pending per-producer updates and
+    the transaction a marker completes."""
 
     error: ErrorCode = ErrorCode.NONE
     message: str | None = None
     duplicate: BatchMetadata | None = None
     updates: dict[int, ProducerStateEntry] = field(default_factory=dict)
+    completed: CompletedTxn | None = None
 
 
 def _in_sequence(last_seq: int, next_seq: int) -> bool:
@@ -191,16 +244,37 @@ def _check_batch(
     current: ProducerStateEntry,
     header: BatchHeader,
     first_offset: int,
+    check_sequence: bool,
 ) -> tuple[ErrorCode, str] | None:
-    """ProducerAppendInfo.checkProducerEpoch + checkSequence for a client append."""
+    """ProducerAppendInfo.checkProducerEpoch + checkSequence (client appends only) +
+    the transaction state check of appendDataBatch."""
     epoch = header.producer_epoch
     pid = header.producer_id
-    first_seq = header.base_sequence
     if epoch < pending.producer_epoch:
         return ErrorCode.INVALID_PRODUCER_EPOCH, (
             f"Epoch of producer {pid} at offset {first_offset} is {epoch}, which is smaller "
             f"than the last seen epoch {pending.producer_epoch}"
         )
+    if check_sequence:
+        problem = _check_sequence(pending, current, header, first_offset)
+        if problem is not None:
+            return problem
+    if pending.current_txn_first_offset >= 0 and not header.is_transactional:
+        return ErrorCode.INVALID_TXN_STATE, (
+            f"Expected transactional write from producer {pid} at offset {first_offset}"
+        )
+    return None
+
+
+def _check_sequence(
+    pending: ProducerStateEntry,
+    current: ProducerStateEntry,
+    header: BatchHeader,
+    first_offset: int,
+) -> tuple[ErrorCode, str] | None:
+    epoch = header.producer_epoch
+    pid = header.producer_id
+    first_seq = header.base_sequence
     if epoch != pending.producer_epoch:
         if first_seq != 0 and pending.producer_epoch != NO_PRODUCER_EPOCH:
             return ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, (
@@ -258,6 +332,15 @@ class ProducerStateManager:
         self._producers: dict[int, ProducerStateEntry] = {}
         self.map_end_offset = 0
         self._last_snap_offset = 0
+        # Ongoing transactions, first offset -> producer id, inserted in offset order (each
+        # begins at the log end), so the first key is the smallest.
+        self._ongoing: dict[int, int] = {}
+        # Completed transactions whose marker is not below the high watermark yet:
+        # first offset -> (producer id, marker offset). Empty on a single replica.
+        self._unreplicated: dict[int, tuple[int, int]] = {}
+        # Smallest first offset of both (Kafka's firstUnstableOffset), None without any:
+        # kept up to date on every change, as each fetch reads it.
+        self.first_unstable_offset: int | None = None
 
     # -- queries ------------------------------------------------------------------------
 
@@ -268,15 +351,88 @@ class ProducerStateManager:
     def last_entry(self, producer_id: int) -> ProducerStateEntry | None:
         return self._producers.get(producer_id)
 
+    @property
+    def ongoing_txns(self) -> Mapping[int, int]:
+        """First offset -> producer id of the ongoing transactions, oldest first."""
+        return self._ongoing
+
+    def active_producers(self) -> list[ProducerInfo]:
+        """Every producer this partition remembers (DescribeProducers)."""
+        return [
+            ProducerInfo(
+                e.producer_id,
+                e.producer_epoch,
+                e.last_seq,
+                e.last_timestamp,
+                e.coordinator_epoch,
+                e.current_txn_first_offset,
+            )
+            for e in self._producers.values()
+        ]
+
+    # -- transactions -------------------------------------------------------------------
+
+    def _start_txn(self, first_offset: int, producer_id: int) -> None:
+        self._ongoing[first_offset] = producer_id
+        if self.first_unstable_offset is None:  # later starts are never smaller
+            self.first_unstable_offset = first_offset
+
+    def _complete_txn(self, txn: CompletedTxn) -> None:
+        # Same first offset, other map: the first unstable offset does not move.
+        if self._ongoing.pop(txn.first_offset, None) is None:
+            logger.warning("completed transaction %s was not ongoing", txn)
+        self._unreplicated[txn.first_offset] = (txn.producer_id, txn.last_offset)
+
+    def _refresh_first_unstable(self) -> None:
+        first = next(iter(self._ongoing), None)
+        if self._unreplicated:
+            low = min(self._unreplicated)
+            first = low if first is None else min(first, low)
+        self.first_unstable_offset = first
+
+    def _last_stable_offset_after(self, producer_id: int, marker_offset: int) -> int:
+        """Kafka's lastStableOffset(completedTxn): the first offset of the oldest ongoing
+        transaction of another producer, else just past the marker."""
+        for first_offset, owner in self._ongoing.items():
+            if owner != producer_id:
+                return first_offset
+        return marker_offset + 1
+
+    def _remove_unreplicated_below(self, offset: int) -> None:
+        if not self._unreplicated:
+            return
+        done = [f for f, (_, last) in self._unreplicated.items() if last < offset]
+        if done:
+            for first_offset in done:
+                del self._unreplicated[first_offset]
+            self._refresh_first_unstable()
+
+    def on_high_watermark_updated(self, high_watermark: int) -> None:
+        """Forget completed transactions whose marker is below the high watermark."""
+        if self._unreplicated:
+            self._remove_unreplicated_below(high_watermark)
+
+    def _clear_txns(self) -> None:
+        self._ongoing.clear()
+        self._unreplicated.clear()
+        self.first_unstable_offset = None
+
     # -- the append path ----------------------------------------------------------------
 
-    def check_append(self, batches: Sequence[tuple[BatchHeader, int]]) -> ProducerCheck:
-        """Check ``(header, assigned base offset)`` pairs of one client append, in order.
+    def check_append(
+        self,
+        batches: Sequence[tuple[BatchHeader, int]],
+        origin: AppendOrigin = AppendOrigin.CLIENT,
+    ) -> ProducerCheck:
+        """Check ``(header, assigned base offset)`` pairs of one data append, in order.
 
-        A batch equal (epoch, first and last sequence) to one of the producer's last five
-        is a duplicate: the whole append is answered with that batch's offsets (Kafka's
-        analyzeAndValidateProducerState returns at the first duplicate).
+        For a client, a batch equal (epoch, first and last sequence) to one of the
+        producer's last five is a duplicate: the whole append is answered with that batch's
+        offsets (Kafka's analyzeAndValidateProducerState returns at the first duplicate).
+        A transactional batch of a producer without an ongoing transaction starts one at
+        its first offset; a non-transactional one during a transaction is INVALID_TXN_STATE.
         """
+        client = origin is AppendOrigin.CLIENT
         updates: dict[int, ProducerStateEntry] = {}
         for header, first_offset in batches:
             pid = header.producer_id
@@ -284,22 +440,70 @@ class ProducerStateManager:
                 continue
             current = self._producers.get(pid)
             if current is not None:
-                duplicate = current.find_duplicate(
-                    header.producer_epoch, header.base_sequence, header.last_sequence
-                )
-                if duplicate is not None:
-                    return ProducerCheck(duplicate=duplicate)
+                if client:
+                    duplicate = current.find_duplicate(
+                        header.producer_epoch, header.base_sequence, header.last_sequence
+                    )
+                    if duplicate is not None:
+                        return ProducerCheck(duplicate=duplicate)
             else:
                 current = ProducerStateEntry(pid)
             pending = updates.get(pid)
             if pending is None:
                 pending = current.pending()
-            problem = _check_batch(pending, current, header, first_offset)
+            problem = _check_batch(pending, current, header, first_offset, client)
             if problem is not None:
                 return ProducerCheck(error=problem[0], message=problem[1])
             pending.add_batch(header.producer_epoch, _metadata(header, first_offset))
+            if header.is_transactional and pending.current_txn_first_offset < 0:
+                pending.current_txn_first_offset = first_offset
             updates[pid] = pending
         return ProducerCheck(updates=updates)
+
+    def check_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        *,
+        commit: bool,
+        coordinator_epoch: int,
+        offset: int,
+        timestamp: int,
+        transaction_version: int = 0,
+    ) -> ProducerCheck:
+        """Check a COMMIT/ABORT marker to be written at ``offset`` (Kafka's
+        appendEndTxnMarker): an epoch below the producer's (with transaction version 2, not
+        above it, unless it retries a marker already written) is INVALID_PRODUCER_EPOCH, a
+        coordinator epoch below the last marker's is TRANSACTION_COORDINATOR_FENCED. The
+        marker completes the ongoing transaction if there is one."""
+        current = self._producers.get(producer_id)
+        pending = (current if current is not None else ProducerStateEntry(producer_id)).pending()
+        known = pending.producer_epoch
+        tv2 = transaction_version >= 2
+        stale = producer_epoch <= known if tv2 else producer_epoch < known
+        if stale and not (tv2 and producer_epoch == known and pending.current_txn_first_offset < 0):
+            return ProducerCheck(
+                error=ErrorCode.INVALID_PRODUCER_EPOCH,
+                message=f"Epoch of producer {producer_id} at offset {offset} is "
+                f"{producer_epoch}, which is {'<=' if tv2 else '<'} the last seen epoch {known}",
+            )
+        if pending.coordinator_epoch > coordinator_epoch:
+            return ProducerCheck(
+                error=ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+                message=f"Invalid coordinator epoch for producerId {producer_id} at offset "
+                f"{offset}: {coordinator_epoch} (zombie), {pending.coordinator_epoch} (current)",
+            )
+        completed = None
+        if pending.current_txn_first_offset >= 0:
+            completed = CompletedTxn(
+                producer_id,
+                pending.current_txn_first_offset,
+                offset,
+                not commit,
+                self._last_stable_offset_after(producer_id, offset),
+            )
+        pending.end_txn(producer_epoch, coordinator_epoch, timestamp)
+        return ProducerCheck(updates={producer_id: pending}, completed=completed)
 
     def apply(self, check: ProducerCheck, end_offset: int) -> None:
         """Commit the pending updates of a successful append ending at ``end_offset``."""
@@ -307,18 +511,47 @@ class ProducerStateManager:
             current = self._producers.get(pid)
             if current is None:
                 self._producers[pid] = pending
+                if pending.current_txn_first_offset >= 0:
+                    self._start_txn(pending.current_txn_first_offset, pid)
             else:
+                if pending.current_txn_first_offset >= 0 > current.current_txn_first_offset:
+                    self._start_txn(pending.current_txn_first_offset, pid)
                 current.merge(pending)
+        if check.completed is not None:
+            self._complete_txn(check.completed)
         self.map_end_offset = end_offset
 
-    def replay(self, header: BatchHeader) -> None:
-        """Rebuild state from a batch already in the log (load, follower): no checks."""
-        if header.has_producer_id and not header.is_control:
-            entry = self._producers.get(header.producer_id)
+    def replay(
+        self, header: BatchHeader, marker: tuple[bool, int] | None = None
+    ) -> CompletedTxn | None:
+        """Rebuild state from a batch already in the log (load, follower): no checks.
+        ``marker`` is ``(commit, coordinator epoch)`` of a control batch's COMMIT/ABORT
+        record (None for an empty or other control batch). Returns the transaction a marker
+        completes."""
+        completed = None
+        if header.has_producer_id:
+            pid = header.producer_id
+            entry = self._producers.get(pid)
             if entry is None:
-                entry = self._producers[header.producer_id] = ProducerStateEntry(header.producer_id)
-            entry.add_batch(header.producer_epoch, _metadata(header, header.base_offset))
+                entry = self._producers[pid] = ProducerStateEntry(pid)
+            if not header.is_control:
+                entry.add_batch(header.producer_epoch, _metadata(header, header.base_offset))
+                if header.is_transactional and entry.current_txn_first_offset < 0:
+                    entry.current_txn_first_offset = header.base_offset
+                    self._start_txn(header.base_offset, pid)
+            elif marker is not None:
+                if entry.current_txn_first_offset >= 0:
+                    completed = CompletedTxn(
+                        pid,
+                        entry.current_txn_first_offset,
+                        header.base_offset,
+                        not marker[0],
+                        self._last_stable_offset_after(pid, header.base_offset),
+                    )
+                    self._complete_txn(completed)
+                entry.end_txn(header.producer_epoch, marker[1], header.max_timestamp)
         self.map_end_offset = header.next_offset
+        return completed
 
     def remove_expired_producers(self, now_ms: int) -> int:
         expired = [pid for pid, e in self._producers.items() if self._is_expired(e, now_ms)]
@@ -379,14 +612,24 @@ class ProducerStateManager:
             if snap not in bases and not (newest and snap > top):
                 self._delete_snapshot(snap)
 
-    def load(self, log_start_offset: int, log_end_offset: int, now_ms: int) -> int:
+    def load(
+        self,
+        log_start_offset: int,
+        log_end_offset: int,
+        now_ms: int,
+        *,
+        max_offset: int | None = None,
+    ) -> int:
         """Reset the state to the newest readable snapshot at or below ``log_end_offset``
         (deleting newer and corrupt ones) and return the offset the log must be replayed
-        from; with no snapshot that is ``log_start_offset``."""
+        from; with no snapshot that is ``log_start_offset``. ``max_offset`` picks a snapshot
+        at or below it (keeping the newer ones): a replay that must see those batches."""
         self._producers.clear()
+        self._clear_txns()
         for snap in self.snapshot_offsets():
             if snap > log_end_offset:
                 self._delete_snapshot(snap)
+        limit = log_end_offset if max_offset is None else min(max_offset, log_end_offset)
         for snap in reversed(self.snapshot_offsets()):
             path = producer_snapshot_file(self.directory, snap)
             try:
@@ -395,9 +638,14 @@ class ProducerStateManager:
                 logger.warning("deleting unreadable producer snapshot %s: %s", path, e)
                 self._delete_snapshot(snap)
                 continue
+            if snap > limit:
+                continue  # readable, kept for later loads, too new for this one
             for entry in entries:
                 if not self._is_expired(entry, now_ms):
                     self._producers[entry.producer_id] = entry
+            ongoing = [e for e in self._producers.values() if e.current_txn_first_offset >= 0]
+            for entry in sorted(ongoing, key=lambda e: e.current_txn_first_offset):
+                self._start_txn(entry.current_txn_first_offset, entry.producer_id)
             self.map_end_offset = self._last_snap_offset = snap
             logger.info("loaded %d producers from snapshot %s", len(self._producers), path)
             return snap
@@ -406,6 +654,7 @@ class ProducerStateManager:
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         self._producers.clear()
+        self._clear_txns()
         for snap in self.snapshot_offsets():
             self._delete_snapshot(snap)
         self._last_snap_offset = 0
@@ -415,6 +664,7 @@ class ProducerStateManager:
         # Producer ids outlive their data (KAFKA-7190): only bookkeeping moves forward.
         if self.map_end_offset < log_start_offset:
             self.map_end_offset = log_start_offset
+        self._remove_unreplicated_below(log_start_offset)
         snaps = self.snapshot_offsets()
         self._last_snap_offset = snaps[-1] if snaps else log_start_offset
 

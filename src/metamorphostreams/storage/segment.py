@@ -1,4 +1,5 @@
-"""A log segment: ``<base>.log`` plus its ``.index`` and ``.timeindex`` (Kafka's LogSegment)."""
+"""A log segment: ``<base>.log`` plus its ``.index``, ``.timeindex`` and ``.txnindex``
+(Kafka's LogSegment)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ from metamorphostreams.storage.log_files import (
     index_file,
     log_file,
     time_index_file,
+    txn_index_file,
 )
 from metamorphostreams.storage.offset_index import OffsetIndex
 from metamorphostreams.storage.time_index import TimeIndex
+from metamorphostreams.storage.transaction_index import TransactionIndex
 
 __all__ = ["AppendedBatch", "LogSegment", "SegmentMark", "write_fully"]
 
@@ -111,7 +114,9 @@ class _ChunkReader:
 
 class LogSegment:
     """One segment: batches appended back to back in ``<base>.log`` (a file of Kafka's
-    record batches, byte for byte), a sparse ``OffsetIndex`` and a ``TimeIndex``.
+    record batches, byte for byte), a sparse ``OffsetIndex``, a ``TimeIndex`` and the
+    ``TransactionIndex`` of the aborted transactions whose markers it holds (the partition
+    log writes it; ``recover`` leaves it to the producer-state replay to rebuild).
 
     Invariants: batch offsets strictly increase and are >= ``base_offset``, every last
     offset fits in an int32 relative to it; ``size`` is the file length. Index entries are
@@ -142,6 +147,9 @@ class LogSegment:
         )
         self.time_index = TimeIndex(
             time_index_file(directory, base_offset, suffix), base_offset, max_index_size
+        )
+        self.txn_index = TransactionIndex(
+            txn_index_file(directory, base_offset, suffix), base_offset
         )
         fd = os.open(log_file(directory, base_offset, suffix), os.O_RDWR | os.O_CREAT, 0o644)
         self.file = io.FileIO(fd, "r+", closefd=True)
@@ -430,6 +438,11 @@ class LogSegment:
             NO_TIMESTAMP if self._rolling_based_timestamp is None else self._rolling_based_timestamp
         )
 
+    @property
+    def first_batch_timestamp(self) -> int:
+        """The first batch's maxTimestamp (-1 when empty): max.compaction.lag.ms uses it."""
+        return self._first_batch_timestamp()
+
     def time_waited_for_roll(self, now_ms: int, max_timestamp_in_messages: int) -> int:
         first = self._first_batch_timestamp()
         if first >= 0:
@@ -483,6 +496,7 @@ class LogSegment:
                 raise FileNotFoundError(f"missing index file {path}")
         self.offset_index.sanity_check(self._size)
         self.time_index.sanity_check()
+        self.txn_index.sanity_check()
         # Kafka stops here. Two reads more catch indexes that are well formed but wrong
         # (stale, or damaged in place): the last entry of each must match its batch.
         if self.offset_index.entries:
@@ -545,7 +559,9 @@ class LogSegment:
     def recover(self, on_batch: Callable[[BatchHeader], None] | None = None) -> int:
         """Rebuild both indexes by scanning every batch; stop at the first torn, corrupt
         (CRC, magic, length) or out-of-order batch and truncate the file there. Returns
-        the number of bytes truncated. ``on_batch`` sees each valid batch in order."""
+        the number of bytes truncated. ``on_batch`` sees each valid batch in order. The
+        transaction index is left as it is: rebuilding it needs the producer state, so the
+        loader has ``rebuild_producer_state`` do it."""
         self._checked_positions.clear()
         self.offset_index.reset()
         self.time_index.reset()
@@ -611,6 +627,7 @@ class LogSegment:
         found = self.translate_offset(offset)
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset if found is None else found[1].base_offset)
         self._bytes_since_last_index_entry = 0
         if found is None:
             return 0
@@ -692,6 +709,9 @@ class LogSegment:
                     fds.append(os.open(path, os.O_RDONLY))
                 except FileNotFoundError:
                     pass
+            txn_fd = self.txn_index.sync_handle()
+            if txn_fd is not None:
+                fds.append(txn_fd)
         except OSError:
             for fd in fds:
                 os.close(fd)
@@ -702,6 +722,7 @@ class LogSegment:
         os.fsync(self.fd)
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
 
     def close(self) -> None:
         """Record the max timestamp in the time index (as Kafka does) and close files."""
@@ -733,16 +754,23 @@ class LogSegment:
         self.directory = directory
         self.offset_index.path = index_file(directory, self.base_offset, self.suffix)
         self.time_index.path = time_index_file(directory, self.base_offset, self.suffix)
+        self.txn_index.path = txn_index_file(directory, self.base_offset, self.suffix)
 
     def mark_deleted(self) -> None:
         """Rename the files with the ``.deleted`` suffix; the handles stay open so reads
         already handed out keep working until ``delete``."""
+        self.change_suffix(DELETED_FILE_SUFFIX)
+
+    def change_suffix(self, suffix: str) -> None:
+        """Rename the segment's files to carry ``suffix`` (``.cleaned`` -> ``.swap`` -> none
+        when the cleaner swaps a segment in; Kafka's changeFileSuffixes)."""
         old = self.log_path
-        self.suffix = DELETED_FILE_SUFFIX
+        self.suffix = suffix
         if old.exists():
             os.replace(old, self.log_path)
-        self.offset_index.rename(index_file(self.directory, self.base_offset, self.suffix))
-        self.time_index.rename(time_index_file(self.directory, self.base_offset, self.suffix))
+        self.offset_index.rename(index_file(self.directory, self.base_offset, suffix))
+        self.time_index.rename(time_index_file(self.directory, self.base_offset, suffix))
+        self.txn_index.rename(txn_index_file(self.directory, self.base_offset, suffix))
 
     def delete(self) -> None:
         """Close and remove the segment's files."""
@@ -750,3 +778,4 @@ class LogSegment:
         self.log_path.unlink(missing_ok=True)
         self.offset_index.delete()
         self.time_index.delete()
+        self.txn_index.delete()

@@ -12,6 +12,7 @@ from .offsets import handle_delete_records, handle_list_offsets, handle_offset_f
 from .produce import handle_produce
 from .producer_id import handle_init_producer_id
 from .topics import handle_create_partitions, handle_create_topics, handle_delete_topics
+from .transactions import TRANSACTION_HANDLERS
 
 HANDLERS: dict[int, HandlerFn] = {
     0: handle_produce,
@@ -28,6 +29,7 @@ HANDLERS: dict[int, HandlerFn] = {
     37: handle_create_partitions,
     60: handle_describe_cluster,
     **GROUP_HANDLERS,
+    **TRANSACTION_HANDLERS,
 }
 
 __all__ = ["HANDLERS"]

@@ -4,6 +4,18 @@ Record data is never read into Python: a partition's records are file regions th
 connection sends with sendfile. Fetch sessions (KIP-227) are answered as Kafka answers when
 its session cache is full: a request for a new session gets session id 0 and a full
 response; an incremental fetch for an unknown session gets FETCH_SESSION_ID_NOT_FOUND.
+
+What each version changes, and how Kafka 4.3 answers it (and we do):
+- v13+ (KIP-516) name topics by id: an id no topic has gets UNKNOWN_TOPIC_ID. Partitions of
+  unknown topics, ids or partitions are answered after all the others (KafkaApis collects
+  them apart and appends them), and they do not end a long poll; their aborted
+  transactions are an empty list where a failed read's are null.
+- v15+ (KIP-903) carry the follower's id in ReplicaState. A fetch from a follower is
+  answered NOT_LEADER_OR_FOLLOWER for every partition: a single broker has no followers.
+- v16+ (KIP-951) add the current leader to NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH
+  answers (NodeEndpoints stays empty: Kafka lists no endpoint for a leader that is itself).
+- v17 (KIP-853 directory ids) and v18 (KIP-1166 the follower's high watermark) only add
+  follower fields to the request.
 """
 
 from __future__ import annotations
@@ -14,12 +26,19 @@ from typing import Any
 
 from ...protocol._generated.fetch import FetchRequest, FetchResponse
 from ...protocol.errors import ErrorCode
+from ...storage import PartitionLog, ReadResult
 from ..dispatch import RequestContext
 from ..replica_manager import LEADER_EPOCH
+from .metadata import topic_ids
 
 READ_COMMITTED = 1
 FINAL_EPOCH = -1  # session epoch of a sessionless fetch
+TOPIC_ID_VERSION = 13  # KIP-516: topics by id
+REPLICA_STATE_VERSION = 15  # KIP-903: the follower's id moves into ReplicaState
+CURRENT_LEADER_VERSION = 16  # KIP-951: the current leader in leadership errors
 PartitionData = FetchResponse.PartitionData
+TopicResponse = FetchResponse.FetchableTopicResponse
+_LEADERSHIP_ERRORS = frozenset({ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,80 +61,146 @@ def leader_epoch_error(current_leader_epoch: int) -> ErrorCode:
     return ErrorCode.UNKNOWN_LEADER_EPOCH
 
 
-def _read_all(
-    ctx: RequestContext, req: FetchRequest
-) -> tuple[list[FetchResponse.FetchableTopicResponse], int, bool]:
-    """One pass over the requested partitions: (responses, bytes read, any error)."""
+def _failed(partition: int, error: ErrorCode, aborted: list[Any] | None) -> PartitionData:
+    """A partition answered with an error: no offsets, empty (never null) records."""
+    return PartitionData(
+        partition_index=partition,
+        error_code=error,
+        high_watermark=-1,
+        last_stable_offset=-1,
+        log_start_offset=-1,
+        aborted_transactions=aborted,
+        records=b"",
+    )
+
+
+def _with_current_leader(data: PartitionData, broker_id: int) -> PartitionData:
+    data.current_leader = FetchResponse.LeaderIdAndEpoch(
+        leader_id=broker_id, leader_epoch=LEADER_EPOCH
+    )
+    return data
+
+
+def _entry(topics: list[TopicResponse], topic: Any) -> list[PartitionData]:
+    """The partition list a request topic's answers go to. Kafka's FetchResponse.toMessage:
+    the last entry when it is the same topic, else a new one, so the request's order is
+    kept (a topic asked for twice in a row is answered in one entry)."""
+    if topics:
+        last = topics[-1]
+        same_id = last.topic_id is topic.topic_id or last.topic_id == topic.topic_id
+        if same_id and last.topic == topic.topic:
+            return last.partitions
+    entry = TopicResponse(topic=topic.topic, topic_id=topic.topic_id, partitions=[])
+    topics.append(entry)
+    return entry.partitions
+
+
+def _read_all(ctx: RequestContext, req: FetchRequest) -> tuple[list[TopicResponse], int, bool]:
+    """One pass over the requested partitions: (responses, bytes read, any read error)."""
+    version = ctx.api_version
     replicas = ctx.broker.replicas
-    committed = ctx.api_version >= 4 and req.isolation_level == READ_COMMITTED
-    remaining = req.max_bytes if ctx.api_version >= 3 else 0x7FFFFFFF
+    committed = version >= 4 and req.isolation_level == READ_COMMITTED
+    remaining = req.max_bytes
+    by_id = topic_ids(ctx.broker.metadata) if version >= TOPIC_ID_VERSION else None
+    if version >= REPLICA_STATE_VERSION:
+        replica_id = req.replica_state.replica_id
+    else:
+        replica_id = req.replica_id
+    current_leader = version >= CURRENT_LEADER_VERSION
     min_one = True
     total = 0
     any_error = False
-    topics: list[FetchResponse.FetchableTopicResponse] = []
+    topics: list[TopicResponse] = []
+    # Unknown topics, ids and partitions: answered after the others, as KafkaApis does.
+    erroneous: list[tuple[Any, PartitionData]] = []
     for topic in req.topics:
-        parts: list[PartitionData] = []
+        name = topic.topic
+        if by_id is not None:
+            info = by_id.get(topic.topic_id)
+            if info is None:
+                for p in topic.partitions:
+                    erroneous.append((topic, _failed(p.partition, ErrorCode.UNKNOWN_TOPIC_ID, [])))
+                continue
+            # The resolved name goes into the request topic: it keys the response entries.
+            name = topic.topic = info.name
+        parts: list[PartitionData] | None = None
         for p in topic.partitions:
-            plog = replicas.get_log(topic.topic, p.partition)
-            error = leader_epoch_error(p.current_leader_epoch)
+            plog = replicas.get_log(name, p.partition)
             if plog is None:
-                error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            if error != ErrorCode.NONE or plog is None:
-                any_error = True
-                parts.append(
-                    PartitionData(
-                        partition_index=p.partition,
-                        error_code=error,
-                        high_watermark=-1,
-                        last_stable_offset=-1,
-                        log_start_offset=-1,
-                        records=None,
-                    )
-                )
+                failed = _failed(p.partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, [])
+                erroneous.append((topic, failed))
                 continue
-            max_offset = plog.last_stable_offset if committed else plog.high_watermark
-            result = plog.read(
-                p.fetch_offset,
-                max(0, min(p.partition_max_bytes, remaining)),
-                max_offset=max_offset,
-                min_one_message=min_one,
-            )
-            if result.error != ErrorCode.NONE:
+            if replica_id >= 0:
+                # Follower fetches come with replication; a single broker has no followers.
+                error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+            else:
+                error = leader_epoch_error(p.current_leader_epoch)
+            if error != ErrorCode.NONE:
                 any_error = True
-                # Kafka answers an errored partition without offsets
-                parts.append(
-                    PartitionData(
-                        partition_index=p.partition,
-                        error_code=result.error,
-                        high_watermark=-1,
-                        last_stable_offset=-1,
-                        aborted_transactions=None,
-                        log_start_offset=-1,
-                        records=None,
-                    )
+                data = _failed(p.partition, error, None)
+                if current_leader and error in _LEADERSHIP_ERRORS:
+                    _with_current_leader(data, ctx.broker.broker_id)
+            else:
+                max_offset = plog.last_stable_offset if committed else plog.high_watermark
+                result = plog.read(
+                    p.fetch_offset,
+                    max(0, min(p.partition_max_bytes, remaining)),
+                    max_offset=max_offset,
+                    min_one_message=min_one,
                 )
-                continue
-            records: Any = b""
-            if result.size:
-                regions = list(result.regions)
-                records = regions[0] if len(regions) == 1 else RecordParts(regions, result.size)
-                total += result.size
-                remaining -= result.size
-                min_one = False
-            parts.append(
-                PartitionData(
-                    partition_index=p.partition,
-                    error_code=result.error,
-                    high_watermark=plog.high_watermark,
-                    last_stable_offset=plog.last_stable_offset,
-                    log_start_offset=plog.log_start_offset,
-                    aborted_transactions=[] if committed else None,
-                    preferred_read_replica=-1,
-                    records=records,
-                )
-            )
-        topics.append(FetchResponse.FetchableTopicResponse(topic=topic.topic, partitions=parts))
+                if result.error != ErrorCode.NONE:
+                    any_error = True
+                    # Kafka answers an errored partition without offsets
+                    data = _failed(p.partition, result.error, None)
+                else:
+                    data = _partition_data(plog, p.partition, p.fetch_offset, result, committed)
+                    if result.size:
+                        total += result.size
+                        remaining -= result.size
+                        min_one = False
+            if parts is None:
+                parts = _entry(topics, topic)
+            parts.append(data)
+    if erroneous:
+        for topic, data in erroneous:
+            _entry(topics, topic).append(data)
+        # With nothing else asked for, Kafka answers at once.
+        any_error = any_error or len(erroneous) == sum(len(t.partitions) for t in req.topics)
     return topics, total, any_error
+
+
+def _partition_data(
+    plog: PartitionLog, partition: int, fetch_offset: int, result: ReadResult, committed: bool
+) -> PartitionData:
+    """A partition read without error: its offsets and its records as file regions."""
+    records: Any = b""
+    aborted = None
+    if committed:
+        # Kafka's upper bound is the end of what the read could reach; aborted
+        # transactions starting beyond the data sent are never consulted.
+        aborted = (
+            [
+                FetchResponse.AbortedTransaction(producer_id=pid, first_offset=first)
+                for pid, first in plog.collect_aborted_transactions(
+                    fetch_offset, plog.log_end_offset
+                )
+            ]
+            if result.size
+            else []
+        )
+    if result.size:
+        regions = list(result.regions)
+        records = regions[0] if len(regions) == 1 else RecordParts(regions, result.size)
+    return PartitionData(
+        partition_index=partition,
+        error_code=result.error,
+        high_watermark=plog.high_watermark,
+        last_stable_offset=plog.last_stable_offset,
+        log_start_offset=plog.log_start_offset,
+        aborted_transactions=aborted,
+        preferred_read_replica=-1,
+        records=records,
+    )
 
 
 async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
@@ -123,9 +208,6 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         return FetchResponse(
             error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0, responses=[]
         )
-    if req.replica_id >= 0:
-        # Follower fetches come with replication; a single broker has no followers.
-        return FetchResponse(error_code=ErrorCode.NOT_LEADER_OR_FOLLOWER, responses=[])
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0, req.max_wait_ms) / 1000
     replicas = ctx.broker.replicas

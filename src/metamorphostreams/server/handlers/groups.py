@@ -8,35 +8,55 @@ from typing import Any
 
 from ...protocol._generated.describe_groups import DescribeGroupsRequest
 from ...protocol._generated.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
+from ...protocol._generated.offset_commit import OffsetCommitRequest, OffsetCommitResponse
 from ...protocol._generated.offset_delete import OffsetDeleteRequest, OffsetDeleteResponse
+from ...protocol._generated.offset_fetch import OffsetFetchRequest, OffsetFetchResponse
+from ...protocol._generated.txn_offset_commit import (
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+)
 from ...protocol.errors import ErrorCode
 from ..dispatch import HandlerFn, RequestContext
+from ..group_runtime import OFFSETS_TOPIC
+from .metadata import topic_ids
 
 GROUP_KEY_TYPE = 0
 TRANSACTION_KEY_TYPE = 1
+SHARE_KEY_TYPE = 2  # v6 (KIP-932): share groups, which we do not have
 BATCHED_VERSION = 4  # FindCoordinator v4+: a list of keys
+# Kafka's Errors.message() texts, which v1-3 carry for every answer ("NONE" on success);
+# v4+ answers carry "" per key and the text only when the whole request fails.
+_NONE_MESSAGE = "NONE"
+_INVALID_REQUEST_MESSAGE = (
+    "This most likely occurs because of a request being malformed by the client library or "
+    "the message was sent to an incompatible broker. See the broker logs for more details."
+)
 
 
-def _coordinator_for(ctx: RequestContext, key: str, key_type: int) -> tuple[ErrorCode, str | None]:
+def _coordinator_for(ctx: RequestContext, key_type: int) -> ErrorCode:
     if key_type == GROUP_KEY_TYPE:
         ctx.broker.groups.ensure_offsets_topic()
-        return ErrorCode.NONE, None
+        return ErrorCode.NONE
     if key_type == TRANSACTION_KEY_TYPE:
-        # No transaction coordinator yet; Kafka says the same while __transaction_state is
-        # unavailable.
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE, "Transactions are not supported yet."
-    return ErrorCode.INVALID_REQUEST, f"Unknown coordinator key type {key_type}"
+        ctx.broker.transactions.ensure_state_topic()
+        return ErrorCode.NONE
+    # A share key: Kafka with share groups off answers INVALID_REQUEST for the key.
+    return ErrorCode.INVALID_REQUEST
 
 
 async def handle_find_coordinator(
     ctx: RequestContext, req: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
+    """Kafka's answers: an unknown key type fails the whole request (INVALID_REQUEST with its
+    message on every key); a share key (v6, KIP-932) fails per key, as with share groups off.
+    TRANSACTION_ABORTABLE (v5, KIP-890) is never an answer of ours."""
     host, port = ctx.broker.advertised()
     me = ctx.broker.broker_id
+    known_type = req.key_type in (GROUP_KEY_TYPE, TRANSACTION_KEY_TYPE, SHARE_KEY_TYPE)
     if ctx.api_version >= BATCHED_VERSION:
         coordinators = []
         for key in req.coordinator_keys:
-            error, message = _coordinator_for(ctx, key, req.key_type)
+            error = _coordinator_for(ctx, req.key_type) if known_type else ErrorCode.INVALID_REQUEST
             ok = error == ErrorCode.NONE
             coordinators.append(
                 FindCoordinatorResponse.Coordinator(
@@ -45,15 +65,15 @@ async def handle_find_coordinator(
                     host=host if ok else "",
                     port=port if ok else -1,
                     error_code=error,
-                    error_message=message,
+                    error_message="" if known_type else _INVALID_REQUEST_MESSAGE,
                 )
             )
         return FindCoordinatorResponse(coordinators=coordinators)
-    error, message = _coordinator_for(ctx, req.key, req.key_type)
+    error = _coordinator_for(ctx, req.key_type) if known_type else ErrorCode.INVALID_REQUEST
     ok = error == ErrorCode.NONE
     return FindCoordinatorResponse(
         error_code=error,
-        error_message=message,
+        error_message=_NONE_MESSAGE if ok else _INVALID_REQUEST_MESSAGE,
         node_id=me if ok else -1,
         host=host if ok else "",
         port=port if ok else -1,
@@ -81,7 +101,9 @@ def _authorized_operations(ctx: RequestContext, req: Any, response: Any) -> Any:
         wanted = wanted and ctx.api_version >= AUTHORIZED_OPERATIONS_VERSION
     if wanted:
         for group in response.groups:
-            group.authorized_operations = GROUP_AUTHORIZED_OPERATIONS
+            # Kafka fills them in only for groups described without error (v6: not found).
+            if group.error_code == ErrorCode.NONE:
+                group.authorized_operations = GROUP_AUTHORIZED_OPERATIONS
     return response
 
 
@@ -128,6 +150,240 @@ async def handle_offset_delete(
     return response
 
 
+TOPIC_ID_VERSION = 10  # OffsetCommit and OffsetFetch v10+ (KIP-848) name topics by id
+CommitTopic = OffsetCommitResponse.OffsetCommitResponseTopic
+CommitPartition = OffsetCommitResponse.OffsetCommitResponsePartition
+
+
+async def handle_offset_commit(
+    ctx: RequestContext, req: OffsetCommitRequest
+) -> OffsetCommitResponse:
+    """KafkaApis' part of OffsetCommit: ids resolved to names (v10+), and partitions of
+    unknown ids (UNKNOWN_TOPIC_ID), topics or partitions (UNKNOWN_TOPIC_OR_PARTITION)
+    answered here; the rest go to the coordinator, whose answer is merged after these, as
+    Kafka's OffsetCommitResponse.Builder merges it."""
+    version = ctx.api_version
+    store = ctx.broker.metadata
+    index = topic_ids(store) if version >= TOPIC_ID_VERSION else None
+    answered: list[CommitTopic] = []
+    by_key: dict[Any, CommitTopic] = {}
+    valid: list[OffsetCommitRequest.OffsetCommitRequestTopic] = []
+    for topic in req.topics:
+        if index is not None:
+            info = index.get(topic.topic_id)
+            missing = ErrorCode.UNKNOWN_TOPIC_ID if info is None else None
+            if info is not None:
+                topic.name = info.name
+            key: Any = topic.topic_id
+        else:
+            info = store.topics.get(topic.name)
+            missing = None
+            key = topic.name
+        keep = []
+        for p in topic.partitions:
+            if info is not None and 0 <= p.partition_index < info.partitions:
+                keep.append(p)
+                continue
+            entry = by_key.get(key)
+            if entry is None:
+                entry = by_key[key] = CommitTopic(name=topic.name, topic_id=topic.topic_id)
+                answered.append(entry)
+            error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if missing is None else missing
+            entry.partitions.append(
+                CommitPartition(partition_index=p.partition_index, error_code=error)
+            )
+        if keep:
+            valid.append(
+                OffsetCommitRequest.OffsetCommitRequestTopic(
+                    name=topic.name, topic_id=topic.topic_id, partitions=keep
+                )
+            )
+    if not valid:
+        return OffsetCommitResponse(topics=answered)
+    req.topics = valid
+    runtime = ctx.broker.groups
+    response: OffsetCommitResponse = await runtime.call(
+        runtime.coordinator.offset_commit, req, version
+    )
+    if answered:
+        for topic_result in response.topics:
+            key = topic_result.topic_id if index is not None else topic_result.name
+            entry = by_key.get(key)
+            if entry is None:
+                by_key[key] = topic_result
+                answered.append(topic_result)
+            else:
+                entry.partitions.extend(topic_result.partitions)
+        response.topics = answered
+    return response
+
+
+async def handle_offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse:
+    """KafkaApis' part of OffsetFetch v10+: ids resolved to names; topics of unknown ids are
+    answered UNKNOWN_TOPIC_ID after the coordinator's answer for their group (not when the
+    group itself is in error)."""
+    version = ctx.api_version
+    runtime = ctx.broker.groups
+    if version < TOPIC_ID_VERSION:
+        response: OffsetFetchResponse = await runtime.call(
+            runtime.coordinator.offset_fetch, req, version
+        )
+        return response
+    index = topic_ids(ctx.broker.metadata)
+    unknown: list[tuple[str, list[OffsetFetchResponse.OffsetFetchResponseTopics]]] = []
+    for group in req.groups:
+        failed: list[OffsetFetchResponse.OffsetFetchResponseTopics] = []
+        if group.topics is not None:
+            keep = []
+            for topic in group.topics:
+                info = index.get(topic.topic_id)
+                if info is None:
+                    failed.append(_unknown_topic_id(topic))
+                else:
+                    topic.name = info.name
+                    keep.append(topic)
+            group.topics = keep
+        unknown.append((group.group_id, failed))
+    response = await runtime.call(runtime.coordinator.offset_fetch, req, version)
+    for group_result, (group_id, failed) in zip(response.groups, unknown, strict=False):
+        if failed and group_result.group_id == group_id and group_result.error_code == 0:
+            group_result.topics.extend(failed)
+    return response
+
+
+def _unknown_topic_id(
+    topic: OffsetFetchRequest.OffsetFetchRequestTopics,
+) -> OffsetFetchResponse.OffsetFetchResponseTopics:
+    return OffsetFetchResponse.OffsetFetchResponseTopics(
+        topic_id=topic.topic_id,
+        partitions=[
+            OffsetFetchResponse.OffsetFetchResponsePartitions(
+                partition_index=p,
+                committed_offset=-1,
+                committed_leader_epoch=-1,
+                metadata="",
+                error_code=ErrorCode.UNKNOWN_TOPIC_ID,
+            )
+            for p in topic.partition_indexes
+        ],
+    )
+
+
+LOAD_IN_PROGRESS_VERSION = 2  # TxnOffsetCommit v2+ clients retry COORDINATOR_LOAD_IN_PROGRESS
+
+
+def _txn_offset_commit_errors(
+    ctx: RequestContext, req: Any, response: TxnOffsetCommitResponse
+) -> TxnOffsetCommitResponse:
+    """Producers before 2.0 (TxnOffsetCommit v0-1) fail on COORDINATOR_LOAD_IN_PROGRESS
+    (KAFKA-7296): KafkaApis answers COORDINATOR_NOT_AVAILABLE to them instead."""
+    if ctx.api_version < LOAD_IN_PROGRESS_VERSION:
+        for topic in response.topics:
+            for p in topic.partitions:
+                if p.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
+                    p.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+    return response
+
+
+GENERIC_TXN_ERROR_VERSION = 4  # TxnOffsetCommit v4+ clients handle TRANSACTION_ABORTABLE
+IMPLICIT_ADD_TXN_OFFSET_VERSION = 5  # KIP-890 part 2: the offsets partition is added for it
+# Verification answers a client retries: Kafka's coordinator runtime answers them as
+# COORDINATOR_NOT_AVAILABLE.
+_RETRIABLE_VERIFICATION_ERRORS = frozenset(
+    {
+        ErrorCode.CONCURRENT_TRANSACTIONS,
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        ErrorCode.NOT_COORDINATOR,
+    }
+)
+
+
+async def handle_txn_offset_commit(
+    ctx: RequestContext, req: TxnOffsetCommitRequest
+) -> TxnOffsetCommitResponse:
+    """As KafkaApis: partitions of unknown topics are answered here; for the others, KIP-890
+    part 1 comes first (the group's ``__consumer_offsets`` partition must be part of the
+    producer's ongoing transaction, AddOffsetsToTxn), then the group coordinator writes."""
+    known_topics = ctx.broker.metadata.topics
+    unknown: list[tuple[str, int]] = []
+    known: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic] = []
+    for topic in req.topics:
+        info = known_topics.get(topic.name)
+        keep = []
+        for p in topic.partitions:
+            if info is not None and 0 <= p.partition_index < info.partitions:
+                keep.append(p)
+            else:
+                unknown.append((topic.name, p.partition_index))
+        if keep:
+            known.append(
+                TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic(name=topic.name, partitions=keep)
+            )
+    response = TxnOffsetCommitResponse(topics=[])
+    if known:
+        req.topics = known
+        error = _verify_offsets_partition(ctx, req)
+        if error != ErrorCode.NONE:
+            response.topics = [
+                _txn_offset_topic(t.name, [(p.partition_index, error) for p in t.partitions])
+                for t in known
+            ]
+        else:
+            response = await ctx.broker.groups.call(
+                ctx.broker.groups.coordinator.txn_offset_commit, req, ctx.api_version
+            )
+    by_name = {t.name: t for t in response.topics}
+    for name, partition in unknown:
+        topic_result = by_name.get(name)
+        if topic_result is None:
+            topic_result = by_name[name] = _txn_offset_topic(name, [])
+            response.topics.append(topic_result)
+        topic_result.partitions.append(
+            TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition(
+                partition_index=partition, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            )
+        )
+    return _txn_offset_commit_errors(ctx, req, response)
+
+
+def _verify_offsets_partition(ctx: RequestContext, req: TxnOffsetCommitRequest) -> ErrorCode:
+    """The transaction coordinator's answer, translated as Kafka's group coordinator does.
+
+    From v5 (transaction version 2, KIP-890 part 2) the broker adds the offsets partition to
+    the transaction itself, whatever ``transaction.partition.verification.enable`` says."""
+    transactions = ctx.broker.transactions
+    implicit_add = ctx.api_version >= IMPLICIT_ADD_TXN_OFFSET_VERSION
+    if not (implicit_add or transactions.verification_enabled) or not req.group_id:
+        return ErrorCode.NONE  # an empty group id is INVALID_GROUP_ID first, as in Kafka
+    partition = ctx.broker.groups.coordinator.partition_for(req.group_id)
+    check = transactions.add_partition if implicit_add else transactions.verify_partition
+    error = check(
+        req.transactional_id, req.producer_id, req.producer_epoch, OFFSETS_TOPIC, partition
+    )
+    if error == ErrorCode.PRODUCER_FENCED:
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    if error == ErrorCode.TRANSACTION_ABORTABLE and ctx.api_version < GENERIC_TXN_ERROR_VERSION:
+        return ErrorCode.INVALID_TXN_STATE
+    if error in _RETRIABLE_VERIFICATION_ERRORS:
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE
+    return error
+
+
+def _txn_offset_topic(
+    name: str, errors: list[tuple[int, int]]
+) -> TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic:
+    return TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic(
+        name=name,
+        partitions=[
+            TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition(
+                partition_index=index, error_code=code
+            )
+            for index, code in errors
+        ],
+    )
+
+
 def _group_api(
     method: Callable[[Any], Callable[..., Any]],
     *,
@@ -154,8 +410,8 @@ def _group_api(
 
 
 GROUP_HANDLERS: dict[int, HandlerFn] = {
-    8: _group_api(lambda c: c.offset_commit),
-    9: _group_api(lambda c: c.offset_fetch),
+    8: handle_offset_commit,
+    9: handle_offset_fetch,
     10: handle_find_coordinator,
     11: _group_api(lambda c: c.join_group, with_client=True, finish=_null_protocol_on_error),
     12: _group_api(lambda c: c.heartbeat),
@@ -163,6 +419,7 @@ GROUP_HANDLERS: dict[int, HandlerFn] = {
     14: _group_api(lambda c: c.sync_group),
     15: _group_api(lambda c: c.describe_groups, finish=_authorized_operations),
     16: _group_api(lambda c: c.list_groups),
+    28: handle_txn_offset_commit,
     42: _group_api(lambda c: c.delete_groups),
     47: handle_offset_delete,
     68: _group_api(lambda c: c.consumer_group_heartbeat, with_client=True),

@@ -1,4 +1,12 @@
-"""ListOffsets, OffsetForLeaderEpoch and DeleteRecords: questions about a log's offsets."""
+"""ListOffsets, OffsetForLeaderEpoch and DeleteRecords: questions about a log's offsets.
+
+ListOffsets versions add sentinel timestamps; a sentinel sent below its version (or one
+Kafka does not know) gets UNSUPPORTED_VERSION for that partition, as Kafka answers. Without
+tiered storage Kafka answers the tiered-storage sentinels as we do: the local log starts
+where the log starts (v8, KIP-405), and nothing is uploaded or pending upload (v9,
+KIP-1005; v11, KIP-1023), so those find no offset (-1) without error. v10 (KIP-1075) adds a
+timeout for reads from remote storage, which a log without it never waits for.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +23,18 @@ from .fetch import READ_COMMITTED, leader_epoch_error
 
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
-MAX_TIMESTAMP = -3  # v7+
+MAX_TIMESTAMP = -3  # v7+ (KIP-734)
+EARLIEST_LOCAL_TIMESTAMP = -4  # v8+ (KIP-405): the start of the local log
+LATEST_TIERED_TIMESTAMP = -5  # v9+ (KIP-1005): the last offset in remote storage
+EARLIEST_PENDING_UPLOAD_TIMESTAMP = -6  # v11+ (KIP-1023): the first offset not yet uploaded
+# The first ListOffsets version that may ask for each sentinel beyond latest and earliest.
+_SENTINEL_VERSIONS = {
+    MAX_TIMESTAMP: 7,
+    EARLIEST_LOCAL_TIMESTAMP: 8,
+    LATEST_TIERED_TIMESTAMP: 9,
+    EARLIEST_PENDING_UPLOAD_TIMESTAMP: 11,
+}
+NOT_FOUND = (-1, -1, -1)  # (offset, timestamp, leader epoch) of "no such offset"
 HIGH_WATERMARK_SENTINEL = -1  # DeleteRecords: delete up to the high watermark
 Offsets = ListOffsetsResponse.ListOffsetsPartitionResponse
 
@@ -25,15 +44,24 @@ def _lookup(plog: PartitionLog, timestamp: int, committed: bool) -> tuple[int, i
     last_fetchable = plog.last_stable_offset if committed else plog.high_watermark
     if timestamp == LATEST_TIMESTAMP:
         return last_fetchable, -1, plog.latest_epoch
-    if timestamp == EARLIEST_TIMESTAMP:
-        return plog.earliest()
+    if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
+        return plog.earliest()  # all of the log is local
+    if timestamp in (LATEST_TIERED_TIMESTAMP, EARLIEST_PENDING_UPLOAD_TIMESTAMP):
+        return NOT_FOUND  # no tiered storage: nothing uploaded, nothing waiting to be
     if timestamp == MAX_TIMESTAMP:
         found = plog.max_timestamp_offset()
     else:
         found = plog.fetch_offset_by_timestamp(timestamp)
     if found is None or found[0] >= last_fetchable:
-        return -1, -1, -1
+        return NOT_FOUND
     return found
+
+
+def _unsupported(timestamp: int, version: int) -> bool:
+    """A sentinel this version cannot ask for, or one Kafka does not know."""
+    if timestamp >= EARLIEST_TIMESTAMP:
+        return False
+    return _SENTINEL_VERSIONS.get(timestamp, version + 1) > version
 
 
 async def handle_list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse:
@@ -50,9 +78,7 @@ async def handle_list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> L
             if error != ErrorCode.NONE or plog is None:
                 parts.append(Offsets(partition_index=p.partition_index, error_code=error))
                 continue
-            if p.timestamp < MAX_TIMESTAMP or (
-                p.timestamp == MAX_TIMESTAMP and ctx.api_version < 7
-            ):
+            if _unsupported(p.timestamp, ctx.api_version):
                 parts.append(
                     Offsets(
                         partition_index=p.partition_index, error_code=ErrorCode.UNSUPPORTED_VERSION

@@ -2,6 +2,11 @@
 
 Records stay opaque: the storage layer parses only batch headers (CRC, offsets, producer id
 and sequence) and writes the bytes as received, with baseOffset and leader epoch patched.
+
+Transactional batches first pass the transaction coordinator: before v12 the partition must
+already be in the producer's transaction (KIP-890 part 1 verification); from v12 the client
+runs transaction version 2 and the first batch adds the partition itself (KIP-890 part 2).
+v13 (KIP-516) names topics by id: an id no topic has gets UNKNOWN_TOPIC_ID.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from ...protocol.record_batch import (
     MAGIC_OFFSET,
     MAGIC_V2,
     MIN_BATCH_LENGTH,
+    PRODUCER_ID_OFFSET,
     TRANSACTIONAL_MASK,
     iter_batch_headers,
 )
 from ..connection import CloseConnection
 from ..dispatch import RequestContext
 from ..replica_manager import LEADER_EPOCH
+from .metadata import topic_ids
 
 _VALID_ACKS = (-1, 0, 1)
 PartitionResponse = ProduceResponse.PartitionProduceResponse
@@ -42,10 +49,12 @@ def _error(index: int, code: ErrorCode, message: str | None = None) -> Partition
 
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_PRODUCER = struct.Struct(">qh")  # producerId, producerEpoch
 
 
-def _batch_shape(records: memoryview) -> tuple[int, bool]:
-    """(number of complete batches, any transactional) from the batch headers alone."""
+def _batch_shape(records: memoryview) -> tuple[int, tuple[int, int] | None]:
+    """(number of complete batches, (producer id, epoch) of a transactional batch or None)
+    from the batch headers alone."""
     size = len(records)
     if size >= BATCH_HEADER_SIZE and records[MAGIC_OFFSET] == MAGIC_V2:
         # What every client sends: exactly one well-formed batch. Two fields answer it,
@@ -53,28 +62,133 @@ def _batch_shape(records: memoryview) -> tuple[int, bool]:
         (length,) = _INT32.unpack_from(records, BATCH_LENGTH_OFFSET)
         if length >= MIN_BATCH_LENGTH and LOG_OVERHEAD + length == size:
             (attributes,) = _INT16.unpack_from(records, ATTRIBUTES_OFFSET)
-            return 1, bool(attributes & TRANSACTIONAL_MASK)
+            if not attributes & TRANSACTIONAL_MASK:
+                return 1, None
+            return 1, _PRODUCER.unpack_from(records, PRODUCER_ID_OFFSET)
     count = 0
-    transactional = False
+    producer: tuple[int, int] | None = None
     try:
         for _, header in iter_batch_headers(records):
             count += 1
-            transactional = transactional or bool(header.attributes & TRANSACTIONAL_MASK)
+            if header.attributes & TRANSACTIONAL_MASK and producer is None:
+                producer = header.producer_id, header.producer_epoch
     except DecodeError:
         pass  # the log's validation answers malformed batches with Kafka's error code
-    return count, transactional
+    return count, producer
+
+
+def _has_transactional_records(req: ProduceRequest) -> bool:
+    """Kafka's RequestUtils.hasTransactionalRecords: the first batch of any partition."""
+    for topic in req.topic_data:
+        for part in topic.partition_data:
+            records = part.records
+            if (
+                records is not None
+                and len(records) >= BATCH_HEADER_SIZE
+                and records[MAGIC_OFFSET] == MAGIC_V2
+                and _INT16.unpack_from(records, ATTRIBUTES_OFFSET)[0] & TRANSACTIONAL_MASK
+            ):
+                return True
+    return False
+
+
+def _all_failed(req: ProduceRequest, code: ErrorCode) -> ProduceResponse:
+    return ProduceResponse(
+        responses=[
+            ProduceResponse.TopicProduceResponse(
+                name=topic.name,
+                topic_id=topic.topic_id,
+                partition_responses=[_error(p.index, code) for p in topic.partition_data],
+            )
+            for topic in req.topic_data
+        ]
+    )
+
+
+def _verify(
+    ctx: RequestContext, req: ProduceRequest, topic: str, partition: int, producer: tuple[int, int]
+) -> PartitionResponse | None:
+    """KIP-890 part 1: a transactional batch is appended only to a partition its producer
+    added to the ongoing transaction; Kafka's translation of the coordinator's answer."""
+    assert req.transactional_id is not None
+    runtime = ctx.broker.transactions
+    if ctx.api_version >= IMPLICIT_ADD_VERSION:
+        # Kafka adds for TV_2 clients whatever transaction.partition.verification.enable says.
+        error = runtime.add_partition(req.transactional_id, *producer, topic, partition)
+    elif not runtime.verification_enabled:
+        return None
+    else:
+        error = runtime.verify_partition(req.transactional_id, *producer, topic, partition)
+    if error == ErrorCode.NONE:
+        return None
+    # The translations of Kafka's AddPartitionsToTxnManager: producers expect
+    # INVALID_PRODUCER_EPOCH here, and clients before Produce v11 do not know
+    # TRANSACTION_ABORTABLE.
+    if error == ErrorCode.PRODUCER_FENCED:
+        error = ErrorCode.INVALID_PRODUCER_EPOCH
+    elif error == ErrorCode.TRANSACTION_ABORTABLE and ctx.api_version <= _NO_GENERIC_ERROR_VERSION:
+        error = ErrorCode.INVALID_TXN_STATE
+    if error == ErrorCode.INVALID_TXN_STATE:
+        return _error(partition, error, "Partition was not added to the transaction")
+    if error in _RETRIABLE_VERIFICATION_ERRORS:
+        # Older clients do not retry these on Produce; NOT_ENOUGH_REPLICAS they do retry
+        # without refreshing metadata, which is why Kafka answers it instead.
+        return _error(
+            partition,
+            ErrorCode.NOT_ENOUGH_REPLICAS,
+            "Unable to verify the partition has been added to the transaction. "
+            f"Underlying error: {error.name}",
+        )
+    return _error(partition, error)
+
+
+_NO_GENERIC_ERROR_VERSION = 10  # Produce v11+ clients handle TRANSACTION_ABORTABLE
+IMPLICIT_ADD_VERSION = 12  # KIP-890 part 2: the broker adds the partition to the transaction
+TOPIC_ID_VERSION = 13  # KIP-516: topics by id
+_RETRIABLE_VERIFICATION_ERRORS = frozenset(
+    {
+        ErrorCode.CONCURRENT_TRANSACTIONS,
+        ErrorCode.NETWORK_EXCEPTION,
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        ErrorCode.NOT_COORDINATOR,
+    }
+)
 
 
 async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | None:
     broker = ctx.broker
     replicas = broker.replicas
     acks = req.acks
+    if req.transactional_id is None and _has_transactional_records(req):
+        if acks == 0:
+            raise CloseConnection("transactional records without a transactional id, acks=0")
+        return _all_failed(req, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     topics: list[ProduceResponse.TopicProduceResponse] = []
     appended = False
     any_error = False
+    by_id = topic_ids(broker.metadata) if ctx.api_version >= TOPIC_ID_VERSION else None
+    unknown_ids: list[ProduceResponse.TopicProduceResponse] = []
     for topic in req.topic_data:
         responses: list[PartitionResponse] = []
-        info = broker.metadata.topics.get(topic.name)
+        if by_id is None:
+            info = broker.metadata.topics.get(topic.name)
+        else:
+            info = by_id.get(topic.topic_id)
+            if info is None:
+                # After the others, as KafkaApis merges its unknown-topic answers last.
+                any_error = True
+                unknown_ids.append(
+                    ProduceResponse.TopicProduceResponse(
+                        topic_id=topic.topic_id,
+                        partition_responses=[
+                            _error(p.index, ErrorCode.UNKNOWN_TOPIC_ID)
+                            for p in topic.partition_data
+                        ],
+                    )
+                )
+                continue
+            topic.name = info.name
         for part in topic.partition_data:
             plog = replicas.get_log(topic.name, part.index) if info is not None else None
             if acks not in _VALID_ACKS:
@@ -92,10 +206,10 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
                     f"Produce requests with version {ctx.api_version} are only allowed to "
                     "contain exactly one record batch per partition.",
                 )
-            elif req.transactional_id is not None or shape[1]:
-                resp = _error(
-                    part.index, ErrorCode.INVALID_TXN_STATE, "Transactions are not supported yet"
-                )
+            elif shape[1] is not None and (
+                failed := _verify(ctx, req, topic.name, part.index, shape[1])
+            ):
+                resp = failed
             elif acks == -1 and plog.config.min_insync_replicas > 1:
                 resp = _error(
                     part.index,
@@ -132,8 +246,12 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
             any_error = any_error or resp.error_code != ErrorCode.NONE
             responses.append(resp)
         topics.append(
-            ProduceResponse.TopicProduceResponse(name=topic.name, partition_responses=responses)
+            ProduceResponse.TopicProduceResponse(
+                name=topic.name, topic_id=topic.topic_id, partition_responses=responses
+            )
         )
+    if unknown_ids:
+        topics.extend(unknown_ids)
     if appended:
         replicas.notify_append()
     if acks == 0:

@@ -1,0 +1,143 @@
+"""The transaction APIs: answered by the transaction coordinator, or by the partition logs.
+
+AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, DescribeTransactions and ListTransactions go to
+the coordinator through ``TxnRuntime``; DescribeProducers reads each partition's producer
+state; WriteTxnMarkers (what Kafka's coordinators send to partition leaders, and what
+``kafka-transactions abort`` sends) writes markers into the logs named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ...protocol._generated.describe_producers import (
+    DescribeProducersRequest,
+    DescribeProducersResponse,
+)
+from ...protocol._generated.write_txn_markers import (
+    WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+)
+from ...protocol.errors import ErrorCode
+from ..dispatch import HandlerFn, RequestContext
+from ..group_runtime import OFFSETS_TOPIC
+from ..replica_manager import LEADER_EPOCH
+
+
+def _txn_api(method: Callable[[Any], Callable[..., Any]]) -> HandlerFn:
+    """A handler that hands the request to a TransactionCoordinator method."""
+
+    async def handle(ctx: RequestContext, req: Any) -> Any:
+        runtime = ctx.broker.transactions
+        return await runtime.call(method(runtime.coordinator), req, ctx.api_version)
+
+    return handle
+
+
+async def handle_describe_producers(
+    ctx: RequestContext, req: DescribeProducersRequest
+) -> DescribeProducersResponse:
+    replicas = ctx.broker.replicas
+    topics = []
+    for topic in req.topics:
+        partitions = []
+        for index in topic.partition_indexes:
+            plog = replicas.get_log(topic.name, index)
+            if plog is None:
+                partitions.append(
+                    DescribeProducersResponse.PartitionResponse(
+                        partition_index=index,
+                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                        active_producers=[],
+                    )
+                )
+                continue
+            partitions.append(
+                DescribeProducersResponse.PartitionResponse(
+                    partition_index=index,
+                    error_code=ErrorCode.NONE,
+                    active_producers=[
+                        DescribeProducersResponse.ProducerState(
+                            producer_id=p.producer_id,
+                            producer_epoch=p.producer_epoch,
+                            last_sequence=p.last_sequence,
+                            last_timestamp=p.last_timestamp,
+                            coordinator_epoch=p.coordinator_epoch,
+                            current_txn_start_offset=p.current_txn_start_offset,
+                        )
+                        for p in plog.active_producers()
+                    ],
+                )
+            )
+        topics.append(
+            DescribeProducersResponse.TopicResponse(name=topic.name, partitions=partitions)
+        )
+    return DescribeProducersResponse(topics=topics)
+
+
+async def handle_write_txn_markers(
+    ctx: RequestContext, req: WriteTxnMarkersRequest
+) -> WriteTxnMarkersResponse:
+    broker = ctx.broker
+    replicas = broker.replicas
+    results = []
+    appended = False
+    for marker in req.markers:
+        topic_results = []
+        for topic in marker.topics:
+            partition_results = []
+            for index in topic.partition_indexes:
+                plog = replicas.get_log(topic.name, index)
+                if plog is None:
+                    error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                else:
+                    try:
+                        error = ErrorCode(
+                            plog.append_control_marker(
+                                marker.producer_id,
+                                marker.producer_epoch,
+                                commit=marker.transaction_result,
+                                coordinator_epoch=marker.coordinator_epoch,
+                                leader_epoch=LEADER_EPOCH,
+                                now_ms=broker.now_ms(),
+                                transaction_version=marker.transaction_version,
+                            ).error
+                        )
+                    except OSError:
+                        error = ErrorCode.KAFKA_STORAGE_ERROR
+                if error == ErrorCode.NONE:
+                    appended = True
+                    if topic.name == OFFSETS_TOPIC:
+                        broker.groups.complete_transaction(
+                            index, marker.producer_id, marker.transaction_result
+                        )
+                partition_results.append(
+                    WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult(
+                        partition_index=index, error_code=error
+                    )
+                )
+            topic_results.append(
+                WriteTxnMarkersResponse.WritableTxnMarkerTopicResult(
+                    name=topic.name, partitions=partition_results
+                )
+            )
+        results.append(
+            WriteTxnMarkersResponse.WritableTxnMarkerResult(
+                producer_id=marker.producer_id, topics=topic_results
+            )
+        )
+    if appended:
+        replicas.notify_append()
+    return WriteTxnMarkersResponse(markers=results)
+
+
+TRANSACTION_HANDLERS: dict[int, HandlerFn] = {
+    24: _txn_api(lambda c: c.add_partitions_to_txn),
+    25: _txn_api(lambda c: c.add_offsets_to_txn),
+    26: _txn_api(lambda c: c.end_txn),
+    27: handle_write_txn_markers,
+    61: handle_describe_producers,
+    65: _txn_api(lambda c: c.describe_transactions),
+    66: _txn_api(lambda c: c.list_transactions),
+}
