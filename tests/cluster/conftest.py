@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 
 import pytest
+from helpers.broker_process import BrokerProcess
 from helpers.zookeeper import ZooKeeperServer, require_zookeeper, unique_chroot
 from kazoo.client import KazooClient
 
@@ -54,3 +58,80 @@ def kazoo_factory(zk_hosts: str) -> Generator[Callable[..., KazooClient], None, 
             client.stop()
         finally:
             client.close()
+
+
+# -- real broker processes in a cluster ------------------------------------------------------
+
+SESSION_TIMEOUT_MS = 2000  # a killed broker's registration goes away within ~2 s
+
+
+class BrokerCluster:
+    """N `mms broker --zookeeper` processes on one chroot of the session's ZooKeeper."""
+
+    def __init__(self, zk_connect: str, root: Path, count: int) -> None:
+        self.zk_connect = zk_connect
+        self.root = root
+        self.brokers = [self.new_broker(i) for i in range(count)]
+
+    def new_broker(self, broker_id: int, data_dir: Path | None = None) -> BrokerProcess:
+        return BrokerProcess(
+            data_dir or self.root / f"data-{broker_id}",
+            self.root / f"logs-{broker_id}-{uuid.uuid4().hex[:6]}",
+            broker_id=broker_id,
+            settings={
+                "zookeeper.connect": self.zk_connect,
+                "zookeeper.session.timeout.ms": SESSION_TIMEOUT_MS,
+                "offsets.topic.num.partitions": 6,
+                "log.flush.offset.checkpoint.interval.ms": 200,
+            },
+        )
+
+    def start(self) -> BrokerCluster:
+        errors: list[BaseException] = []
+
+        def start(b: BrokerProcess) -> None:
+            try:
+                b.start()
+            except BaseException as e:  # reported below, in the test's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=start, args=(b,)) for b in self.brokers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def close(self) -> None:
+        for b in self.brokers:
+            b.close()
+
+
+def new_chroot(zookeeper: ZooKeeperServer) -> str:
+    chroot = unique_chroot()
+    root = KazooClient(hosts=zookeeper.connect_string)
+    root.start(timeout=CONNECT_TIMEOUT_S)
+    try:
+        root.ensure_path(chroot)
+    finally:
+        root.stop()
+        root.close()
+    return zookeeper.connect_string + chroot
+
+
+@pytest.fixture(scope="module")
+def cluster3(
+    zookeeper: ZooKeeperServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerCluster]:
+    """Three brokers that joined one cluster (shared by a module's tests)."""
+    cluster = BrokerCluster(new_chroot(zookeeper), tmp_path_factory.mktemp("cluster3"), 3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()

@@ -22,6 +22,13 @@ def add_broker_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=9092, help="port to listen on (9092; 0 = any)")
     p.add_argument("--broker-id", type=int, default=None, help="broker id (broker.id, 0)")
+    p.add_argument(
+        "--zookeeper",
+        default=None,
+        metavar="HOST:PORT[,...][/chroot]",
+        help="join the cluster coordinated by this ZooKeeper (zookeeper.connect)",
+    )
+    p.add_argument("--rack", default=None, help="this broker's rack (broker.rack)")
     p.add_argument("--config", type=Path, default=None, help="a server.properties file")
     p.add_argument(
         "--set",
@@ -43,16 +50,21 @@ def _props(args: argparse.Namespace) -> dict[str, str]:
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         props[key.strip()] = value.strip()
+    if args.zookeeper:
+        props["zookeeper.connect"] = args.zookeeper
+    if args.rack:
+        props["broker.rack"] = args.rack
     return props
 
 
 async def _serve(broker: Broker) -> None:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = broker.stop_requested
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await broker.start()
-    print(f"mms broker {broker.broker_id} ready on {broker.bootstrap}", flush=True)
+    where = f" in the cluster at {broker.cluster.connect}" if broker.cluster is not None else ""
+    print(f"mms broker {broker.broker_id} ready on {broker.bootstrap}{where}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -87,7 +99,7 @@ def run_broker(args: argparse.Namespace) -> int:
             props=_props(args),
         )
         _event_loop_run(_serve(broker))
-    except (ConfigError, OSError) as e:
+    except (ConfigError, OSError) as e:  # ClusterStartError is a ConfigError
         print(f"mms broker: {e}", file=sys.stderr)
         return 1
-    return 0
+    return broker.exit_code

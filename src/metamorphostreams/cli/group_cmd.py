@@ -9,6 +9,7 @@ from ..client import AsyncAdmin, TopicPartition
 from ..client._versions import CLIENT_VERSIONS
 from ..protocol._generated import API_NAMES
 from ._common import CliError, client_config, print_json, print_table, run_async
+from .cluster_up_cmd import add_cluster_up_parser
 
 
 def add_group_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
@@ -58,6 +59,7 @@ def add_cluster_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     )
     d.add_argument("--api-versions", action="store_true", help="also list the broker's APIs")
     d.set_defaults(run=run_async(_cluster))
+    add_cluster_up_parser(csub)
 
 
 def _admin(args: argparse.Namespace) -> AsyncAdmin:

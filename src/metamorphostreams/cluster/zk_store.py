@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
@@ -43,7 +43,7 @@ from .metadata import (
     new_kafka_uuid,
     uuid_to_kafka,
 )
-from .zk_txn import CreateOp, SetDataOp, TransactionFailed, commit
+from .zk_txn import CreateOp, Op, SetDataOp, TransactionFailed, commit
 
 __all__ = [
     "Deliver",
@@ -101,6 +101,9 @@ class ZkMetadataStore:
         self._pid_lock = threading.Lock()
         self._next_producer_id = 0
         self._block_end = -1  # inclusive; -1: no block yet
+        self._prefetched_block: zp.ProducerIdBlock | None = None
+        self._prefetching = False
+        self.background: Callable[[Callable[[], None]], object] | None = None
         self._watching = False
         self._watched_topics: set[str] = set()
         self._last_change_seen = ""
@@ -246,11 +249,13 @@ class ZkMetadataStore:
         partitions: int,
         configs: dict[str, str],
         assignment: dict[int, list[int]] | None = None,
+        extra_ops: Sequence[Op] = (),
     ) -> TopicInfo:
         """Create /config/topics/T and /brokers/topics/T in one transaction. Blocking.
 
         ``assignment`` maps each partition to its replicas, preferred leader first; without
         it every partition is placed on this broker alone (placement is the controller's).
+        ``extra_ops`` join the same transaction (the partition states under the topic).
         """
         if assignment is None:
             assignment = {p: [self.broker_id] for p in range(partitions)}
@@ -261,6 +266,7 @@ class ZkMetadataStore:
         ops = [
             CreateOp(zp.topic_config_path(name), config_data),
             CreateOp(zp.topic_path(name), topic_assignment.encode()),
+            *extra_ops,
         ]
         try:
             commit(self.client, ops)
@@ -275,6 +281,7 @@ class ZkMetadataStore:
                 [
                     SetDataOp(zp.topic_config_path(name), config_data),
                     CreateOp(zp.topic_path(name), topic_assignment.encode()),
+                    *extra_ops,
                 ],
             )
         assert topic_assignment.topic_id is not None
@@ -363,14 +370,35 @@ class ZkMetadataStore:
     # -- producer ids ---------------------------------------------------------------------
 
     def allocate_producer_id(self) -> int:
-        """The next id of this broker's block; blocks only when it claims a new block."""
+        """The next id of this broker's block; blocks only when it claims a new block.
+
+        With ``background`` set (the broker: a worker thread), the next block is claimed
+        there once half of the current one is handed out, so the caller (the event loop)
+        does not wait for ZooKeeper unless the prefetch fell behind.
+        """
         with self._pid_lock:
             if self._next_producer_id > self._block_end:
-                block = self.claim_producer_id_block()
+                block = self._prefetched_block or self.claim_producer_id_block()
+                self._prefetched_block = None
                 self._next_producer_id, self._block_end = block.block_start, block.block_end
             pid = self._next_producer_id
             self._next_producer_id += 1
+            low = self._block_end - pid < self._block_size // 2
+            if low and self.background is not None and not self._prefetching:
+                if self._prefetched_block is None:
+                    self._prefetching = True
+                    self.background(self.prefetch_producer_id_block)
             return pid
+
+    def prefetch_producer_id_block(self) -> None:
+        """Claim the block the next ``allocate_producer_id`` will use. Blocking."""
+        try:
+            block = self.claim_producer_id_block()
+            with self._pid_lock:
+                if self._prefetched_block is None:
+                    self._prefetched_block = block
+        finally:
+            self._prefetching = False
 
     def claim_producer_id_block(self) -> zp.ProducerIdBlock:
         """Claim the block after /latest_producer_id_block's, version-checked. Blocking.

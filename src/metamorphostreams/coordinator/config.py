@@ -35,6 +35,8 @@ class GroupCoordinatorConfig:
     offsets_retention_minutes: int = 10080
     offsets_retention_check_interval_ms: int = 600000
     offset_metadata_max_bytes: int = 4096
+    # __consumer_offsets' own segment size (a small one lets compaction keep it small).
+    offsets_topic_segment_bytes: int = 104857600
     group_consumer_heartbeat_interval_ms: int = 5000
     group_consumer_min_heartbeat_interval_ms: int = 5000
     group_consumer_max_heartbeat_interval_ms: int = 15000

@@ -16,8 +16,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ..cluster.metadata import MetadataStore, new_kafka_uuid, uuid_to_kafka
+from ..cluster.store import MetadataStoreProtocol
 from ..coordinator import GroupCoordinatorConfig
 from ..coordinator.transaction import TransactionConfig
 from ..storage import CLEANER_CONFIG_KEYS, SERVER_SYNONYMS, CleanerConfig, LogConfigError
@@ -30,15 +32,30 @@ from .replica_manager import ReplicaManager
 from .topic_configs import broker_defaults
 from .txn_runtime import TxnRuntime
 
+if TYPE_CHECKING:
+    from .cluster_runtime import ClusterRuntime
+
 log = logging.getLogger("metamorphostreams.server")
 
 META_PROPERTIES = "meta.properties"
+# ZooKeeper-mode keys: read by ClusterRuntime (only when zookeeper.connect is set).
+CLUSTER_KEYS = frozenset(
+    {
+        "zookeeper.connect",
+        "zookeeper.session.timeout.ms",
+        "zookeeper.connection.timeout.ms",
+        "broker.rack",
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+    }
+)
 # Broker keys read by the storage and coordinator configs rather than BrokerConfig itself.
 _OTHER_KNOWN_KEYS = frozenset(
     {key for synonyms in SERVER_SYNONYMS.values() for key, _factor in synonyms}
     | {f.name.replace("_", ".") for f in dataclasses.fields(GroupCoordinatorConfig)}
     | {f.name.replace("_", ".") for f in dataclasses.fields(TransactionConfig)}
     | CLEANER_CONFIG_KEYS
+    | CLUSTER_KEYS
 )
 
 
@@ -73,7 +90,16 @@ class Broker:
         self.port = port
         self.broker_id = self.config.broker_id
         self.now_ms = wall_clock_ms
-        self.metadata: MetadataStore
+        self.metadata: MetadataStoreProtocol
+        # Set only in a cluster (zookeeper.connect): handlers take the standalone path on None.
+        connect = str(self.config.props.get("zookeeper.connect", "")).strip()
+        self.cluster: ClusterRuntime | None = None
+        if connect:
+            from .cluster_runtime import ClusterRuntime  # kazoo loads only in a cluster
+
+            self.cluster = ClusterRuntime(self, connect)
+        self.exit_code = 0
+        self.stop_requested = asyncio.Event()
         self.replicas: ReplicaManager
         self.groups: GroupRuntime
         self.transactions: TxnRuntime
@@ -94,11 +120,16 @@ class Broker:
         for key in self.config.unknown_keys(_OTHER_KNOWN_KEYS):
             log.warning("the configuration '%s' was supplied but isn't a known config", key)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.metadata = MetadataStore(self.data_dir)
-        self.metadata.ensure_cluster_id(self.config["cluster.id"])
+        if self.cluster is None:
+            self.metadata = MetadataStore(self.data_dir)
+            self.metadata.ensure_cluster_id(self.config["cluster.id"])
+        else:
+            self.metadata = await self.cluster.open_store()
         self._write_meta_properties()
         self.replicas = ReplicaManager(self.data_dir, self.config, self.metadata, self.now_ms)
-        self.replicas.open()
+        self.replicas.open(lead_all=self.cluster is None)
+        if self.cluster is not None:
+            self.cluster.sync_now()
         self.groups = GroupRuntime(self)
         self.groups.start()
         self.transactions = TxnRuntime(self)
@@ -111,6 +142,12 @@ class Broker:
         if receive_buffer != -1:  # accepted sockets inherit it, as in Kafka's Acceptor
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.port = sock.getsockname()[1]
+        if self.cluster is not None:
+            try:
+                await self.cluster.register()
+            except BaseException:
+                await self._abort_start()
+                raise
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         cleaner = self.replicas.cleaner_config
         if cleaner.enable:
@@ -142,9 +179,27 @@ class Broker:
         self._server = None
         self.transactions.stop()
         self.groups.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         self.replicas.close()
         self._stopped.set()
         log.info("broker %d stopped cleanly", self.broker_id)
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed after the listener was bound (cluster registration)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self.transactions.stop()
+        self.groups.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
+        self.replicas.close()
+
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Ask the process running this broker to stop it (``mms broker`` waits on this)."""
+        self.exit_code = max(self.exit_code, exit_code)
+        self.stop_requested.set()
 
     async def __aenter__(self) -> Broker:
         await self.start()

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("metamorphostreams.server")
 
 OFFSETS_TOPIC = "__consumer_offsets"
-# Kafka's offsets.topic.segment.bytes default, and the internal topic's cleanup policy.
-OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
 LOAD_READ_BYTES = 8 << 20  # per read while replaying __consumer_offsets
 NO_PRODUCER_ID = -1
 TXN_BASE_SEQUENCE = -1  # the coordinator's transactional batches carry no sequence
@@ -133,9 +131,14 @@ class GroupRuntime:
         """Create ``__consumer_offsets`` on first use, as Kafka does on FindCoordinator."""
         if OFFSETS_TOPIC in self.broker.metadata.topics:
             return
-        self.broker.replicas.create_topic(
-            OFFSETS_TOPIC, self.num_partitions, dict(OFFSETS_TOPIC_CONFIGS)
-        )
+        configs = {
+            "cleanup.policy": "compact",  # an internal topic of Kafka's, compacted
+            "segment.bytes": str(self.coordinator.config.offsets_topic_segment_bytes),
+        }
+        if self.broker.cluster is not None:  # created in the background; clients retry
+            self.broker.cluster.ensure_topic(OFFSETS_TOPIC, self.num_partitions, configs)
+            return
+        self.broker.replicas.create_topic(OFFSETS_TOPIC, self.num_partitions, configs)
 
     async def call(
         self, handler: Callable[[int, Any, int], Result], request: Any, version: int

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..cluster.metadata import MetadataStore, TopicInfo
+from ..cluster.metadata import TopicInfo
+from ..cluster.store import MetadataStoreProtocol
 from ..storage import CleanerConfig, LogCleaner, LogConfig, LogManager, PartitionLog
 from .config import BrokerConfig
 from .topic_configs import broker_defaults
@@ -31,7 +32,7 @@ class ReplicaManager:
         self,
         data_dir: Path,
         config: BrokerConfig,
-        metadata: MetadataStore,
+        metadata: MetadataStoreProtocol,
         now_ms: Callable[[], int],
     ) -> None:
         self.data_dir = data_dir
@@ -46,7 +47,10 @@ class ReplicaManager:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def open(self) -> None:
+    def open(self, *, lead_all: bool = True) -> None:
+        """Open the logs; a standalone broker (``lead_all``) leads every partition of every
+        topic and deletes logs of topics that are gone (a cluster broker's ClusterRuntime
+        decides which partitions are its own)."""
         self.logs = LogManager.open(
             self.data_dir,
             broker_defaults(self.config.props),
@@ -57,6 +61,8 @@ class ReplicaManager:
         self.cleaner = LogCleaner(
             self.logs, self.cleaner_config, clock=time.monotonic, sleep=time.sleep
         )
+        if not lead_all:
+            return
         known = {(t.name, p) for t in self.metadata.topics.values() for p in range(t.partitions)}
         for plog in self.logs.all_logs():
             key = (plog.topic, plog.partition)
@@ -72,6 +78,20 @@ class ReplicaManager:
         """Open (or create) a partition's log and lead it."""
         plog = self.logs.create_log(topic, partition, cfg, now_ms=self.now_ms())
         plog.become_leader(LEADER_EPOCH)
+
+    def lead(self, topic: str, partition: int, cfg: LogConfig, leader_epoch: int) -> None:
+        """Open (or create) a partition's log if needed and lead it from ``leader_epoch``."""
+        plog = self.logs.get_log(topic, partition)
+        if plog is None:
+            plog = self.logs.create_log(topic, partition, cfg, now_ms=self.now_ms())
+            log.info("leading %s-%d from leader epoch %d", topic, partition, leader_epoch)
+        plog.become_leader(leader_epoch)
+
+    def drop_partition(self, topic: str, partition: int) -> None:
+        """Delete a partition's log: its topic was deleted or it is no longer placed here."""
+        self.cleaner.abort(topic, partition)
+        self.logs.delete_log(topic, partition, now_ms=self.now_ms())
+        log.info("deleted log %s-%d", topic, partition)
 
     def _config_for_topic(self, topic: str) -> LogConfig:
         info = self.metadata.topics.get(topic)

@@ -146,14 +146,14 @@ class TxnRuntime:
         """Create ``__transaction_state`` on first use, as Kafka does on FindCoordinator."""
         if TRANSACTION_STATE_TOPIC in self.broker.metadata.topics:
             return
-        self.broker.replicas.create_topic(
-            TRANSACTION_STATE_TOPIC,
-            self.num_partitions,
-            {
-                "cleanup.policy": "compact",
-                "segment.bytes": str(self.config.state_log_segment_bytes),
-            },
-        )
+        configs = {
+            "cleanup.policy": "compact",
+            "segment.bytes": str(self.config.state_log_segment_bytes),
+        }
+        if self.broker.cluster is not None:  # created in the background; clients retry
+            self.broker.cluster.ensure_topic(TRANSACTION_STATE_TOPIC, self.num_partitions, configs)
+            return
+        self.broker.replicas.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions, configs)
 
     async def call(
         self, handler: Callable[[int, Any, int], TxnResult], request: Any, version: int

@@ -52,11 +52,17 @@ class RecordParts:
         return b"".join(bytes(p.read_bytes()) for p in self.parts)
 
 
-def leader_epoch_error(current_leader_epoch: int) -> ErrorCode:
-    """Kafka's check of a client's current leader epoch against ours (-1: not checked)."""
-    if current_leader_epoch < 0 or current_leader_epoch == LEADER_EPOCH:
+def leader_epoch_error(current_leader_epoch: int, plog: PartitionLog | None = None) -> ErrorCode:
+    """Kafka's check of a client's current leader epoch against ours (-1: not checked).
+
+    Ours is LEADER_EPOCH on a standalone broker; in a cluster the caller passes the log,
+    whose latest leader epoch is the partition state's (it moves when leadership does)."""
+    if current_leader_epoch < 0 or (plog is None and current_leader_epoch == LEADER_EPOCH):
         return ErrorCode.NONE
-    if current_leader_epoch < LEADER_EPOCH:
+    ours = LEADER_EPOCH if plog is None else max(plog.latest_epoch, LEADER_EPOCH)
+    if current_leader_epoch == ours:
+        return ErrorCode.NONE
+    if current_leader_epoch < ours:
         return ErrorCode.FENCED_LEADER_EPOCH
     return ErrorCode.UNKNOWN_LEADER_EPOCH
 
@@ -99,6 +105,8 @@ def _read_all(ctx: RequestContext, req: FetchRequest) -> tuple[list[TopicRespons
     """One pass over the requested partitions: (responses, bytes read, any read error)."""
     version = ctx.api_version
     replicas = ctx.broker.replicas
+    cluster = ctx.broker.cluster
+    in_cluster = cluster is not None  # leader epochs move only in a cluster
     committed = version >= 4 and req.isolation_level == READ_COMMITTED
     remaining = req.max_bytes
     by_id = topic_ids(ctx.broker.metadata) if version >= TOPIC_ID_VERSION else None
@@ -127,14 +135,17 @@ def _read_all(ctx: RequestContext, req: FetchRequest) -> tuple[list[TopicRespons
         for p in topic.partitions:
             plog = replicas.get_log(name, p.partition)
             if plog is None:
-                failed = _failed(p.partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, [])
+                error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                if cluster is not None:
+                    error = cluster.partition_error(name, p.partition)
+                failed = _failed(p.partition, error, [])
                 erroneous.append((topic, failed))
                 continue
             if replica_id >= 0:
                 # Follower fetches come with replication; a single broker has no followers.
                 error = ErrorCode.NOT_LEADER_OR_FOLLOWER
             else:
-                error = leader_epoch_error(p.current_leader_epoch)
+                error = leader_epoch_error(p.current_leader_epoch, plog if in_cluster else None)
             if error != ErrorCode.NONE:
                 any_error = True
                 data = _failed(p.partition, error, None)

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from ...protocol._generated import RESPONSE_CLASSES
 from ...protocol._generated.describe_groups import DescribeGroupsRequest
 from ...protocol._generated.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
 from ...protocol._generated.offset_commit import OffsetCommitRequest, OffsetCommitResponse
@@ -18,9 +19,11 @@ from ...protocol._generated.txn_offset_commit import (
 from ...protocol.errors import ErrorCode
 from ..dispatch import HandlerFn, RequestContext
 from ..group_runtime import OFFSETS_TOPIC
+from ..txn_runtime import TRANSACTION_STATE_TOPIC
 from .metadata import topic_ids
 
 GROUP_KEY_TYPE = 0
+BATCHED_OFFSET_FETCH_VERSION = 8  # OffsetFetch v8+: a list of groups
 TRANSACTION_KEY_TYPE = 1
 SHARE_KEY_TYPE = 2  # v6 (KIP-932): share groups, which we do not have
 BATCHED_VERSION = 4  # FindCoordinator v4+: a list of keys
@@ -44,12 +47,114 @@ def _coordinator_for(ctx: RequestContext, key_type: int) -> ErrorCode:
     return ErrorCode.INVALID_REQUEST
 
 
+def _cluster_coordinator(
+    ctx: RequestContext, key_type: int, key: str
+) -> tuple[ErrorCode, int, str, int]:
+    """In a cluster: the leader of the key's __consumer_offsets / __transaction_state
+    partition (COORDINATOR_NOT_AVAILABLE while the topic is created or the leader is down)."""
+    error = _coordinator_for(ctx, key_type)
+    cluster = ctx.broker.cluster
+    if error != ErrorCode.NONE or cluster is None:
+        return error, -1, "", -1
+    if key_type == GROUP_KEY_TYPE:
+        topic, partition = OFFSETS_TOPIC, ctx.broker.groups.coordinator.partition_for(key)
+    else:
+        topic = TRANSACTION_STATE_TOPIC
+        partition = ctx.broker.transactions.coordinator.partition_for(key)
+    if topic not in ctx.broker.metadata.topics:
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+    leader, _epoch = cluster.leader_of(topic, partition)
+    endpoint = cluster.endpoint(leader) if leader >= 0 else None
+    if endpoint is None:
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+    return ErrorCode.NONE, leader, endpoint[0], endpoint[1]
+
+
+def _find_in_cluster(ctx: RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse:
+    known_type = req.key_type in (GROUP_KEY_TYPE, TRANSACTION_KEY_TYPE, SHARE_KEY_TYPE)
+    if ctx.api_version >= BATCHED_VERSION:
+        coordinators = []
+        for key in req.coordinator_keys:
+            if known_type:
+                error, node, host, port = _cluster_coordinator(ctx, req.key_type, key)
+            else:
+                error, node, host, port = ErrorCode.INVALID_REQUEST, -1, "", -1
+            coordinators.append(
+                FindCoordinatorResponse.Coordinator(
+                    key=key,
+                    node_id=node,
+                    host=host,
+                    port=port,
+                    error_code=error,
+                    error_message="" if known_type else _INVALID_REQUEST_MESSAGE,
+                )
+            )
+        return FindCoordinatorResponse(coordinators=coordinators)
+    if known_type:
+        error, node, host, port = _cluster_coordinator(ctx, req.key_type, req.key)
+    else:
+        error, node, host, port = ErrorCode.INVALID_REQUEST, -1, "", -1
+    return FindCoordinatorResponse(
+        error_code=error,
+        error_message=_NONE_MESSAGE if error == ErrorCode.NONE else _INVALID_REQUEST_MESSAGE,
+        node_id=node,
+        host=host,
+        port=port,
+    )
+
+
+def not_coordinator(ctx: RequestContext, req: Any) -> Any | None:
+    """In a cluster, NOT_COORDINATOR for a one-group request this broker does not coordinate
+    (it does not lead the group's __consumer_offsets partition); None to go on."""
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return None
+    groups = ctx.broker.groups
+    if isinstance(req, OffsetFetchRequest) and ctx.api_version >= BATCHED_OFFSET_FETCH_VERSION:
+        ids = [g.group_id for g in req.groups]
+    else:
+        group_id = getattr(req, "group_id", None)
+        if not isinstance(group_id, str):
+            return None
+        ids = [group_id]
+    if all(cluster.leads(OFFSETS_TOPIC, groups.coordinator.partition_for(g)) for g in ids):
+        return None
+    error = ErrorCode.NOT_COORDINATOR
+    response = RESPONSE_CLASSES[ctx.header.request_api_key]()
+    if hasattr(response, "error_code"):
+        response.error_code = error
+    if isinstance(req, OffsetCommitRequest):
+        response.topics = [
+            CommitTopic(
+                name=t.name,
+                topic_id=t.topic_id,
+                partitions=[
+                    CommitPartition(partition_index=p.partition_index, error_code=error)
+                    for p in t.partitions
+                ],
+            )
+            for t in req.topics
+        ]
+    elif isinstance(req, TxnOffsetCommitRequest):
+        response.topics = [
+            _txn_offset_topic(t.name, [(p.partition_index, error) for p in t.partitions])
+            for t in req.topics
+        ]
+    elif isinstance(req, OffsetFetchRequest) and ctx.api_version >= BATCHED_OFFSET_FETCH_VERSION:
+        response.groups = [
+            OffsetFetchResponse.OffsetFetchResponseGroup(group_id=g, error_code=error) for g in ids
+        ]
+    return response
+
+
 async def handle_find_coordinator(
     ctx: RequestContext, req: FindCoordinatorRequest
 ) -> FindCoordinatorResponse:
     """Kafka's answers: an unknown key type fails the whole request (INVALID_REQUEST with its
     message on every key); a share key (v6, KIP-932) fails per key, as with share groups off.
     TRANSACTION_ABORTABLE (v5, KIP-890) is never an answer of ours."""
+    if ctx.broker.cluster is not None:
+        return _find_in_cluster(ctx, req)
     host, port = ctx.broker.advertised()
     me = ctx.broker.broker_id
     known_type = req.key_type in (GROUP_KEY_TYPE, TRANSACTION_KEY_TYPE, SHARE_KEY_TYPE)
@@ -112,6 +217,8 @@ async def handle_offset_delete(
 ) -> OffsetDeleteResponse:
     """Partitions that do not exist are answered here, as KafkaApis does; the rest go to the
     coordinator."""
+    if ctx.broker.cluster is not None and (refused := not_coordinator(ctx, req)) is not None:
+        return refused
     topics = ctx.broker.metadata.topics
     unknown: list[tuple[str, int]] = []
     known: list[OffsetDeleteRequest.OffsetDeleteRequestTopic] = []
@@ -162,6 +269,8 @@ async def handle_offset_commit(
     unknown ids (UNKNOWN_TOPIC_ID), topics or partitions (UNKNOWN_TOPIC_OR_PARTITION)
     answered here; the rest go to the coordinator, whose answer is merged after these, as
     Kafka's OffsetCommitResponse.Builder merges it."""
+    if ctx.broker.cluster is not None and (refused := not_coordinator(ctx, req)) is not None:
+        return refused
     version = ctx.api_version
     store = ctx.broker.metadata
     index = topic_ids(store) if version >= TOPIC_ID_VERSION else None
@@ -222,6 +331,8 @@ async def handle_offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> O
     """KafkaApis' part of OffsetFetch v10+: ids resolved to names; topics of unknown ids are
     answered UNKNOWN_TOPIC_ID after the coordinator's answer for their group (not when the
     group itself is in error)."""
+    if ctx.broker.cluster is not None and (refused := not_coordinator(ctx, req)) is not None:
+        return refused
     version = ctx.api_version
     runtime = ctx.broker.groups
     if version < TOPIC_ID_VERSION:
@@ -305,6 +416,8 @@ async def handle_txn_offset_commit(
     """As KafkaApis: partitions of unknown topics are answered here; for the others, KIP-890
     part 1 comes first (the group's ``__consumer_offsets`` partition must be part of the
     producer's ongoing transaction, AddOffsetsToTxn), then the group coordinator writes."""
+    if ctx.broker.cluster is not None and (refused := not_coordinator(ctx, req)) is not None:
+        return refused
     known_topics = ctx.broker.metadata.topics
     unknown: list[tuple[str, int]] = []
     known: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic] = []
@@ -397,6 +510,8 @@ def _group_api(
     """
 
     async def handle(ctx: RequestContext, req: Any) -> Any:
+        if ctx.broker.cluster is not None and (refused := not_coordinator(ctx, req)) is not None:
+            return refused
         runtime = ctx.broker.groups
         fn = method(runtime.coordinator)
         if with_client:

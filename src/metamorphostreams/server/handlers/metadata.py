@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import uuid
 import weakref
+from typing import TYPE_CHECKING
 
-from ...cluster.metadata import MetadataStore, TopicInfo, topic_name_error
+from ...cluster.metadata import TopicInfo, topic_name_error
+from ...cluster.store import MetadataStoreProtocol
 from ...protocol._generated.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
 from ...protocol._generated.metadata import MetadataRequest, MetadataResponse
 from ...protocol.errors import ErrorCode
 from ..dispatch import RequestContext
 from ..replica_manager import LEADER_EPOCH
+
+if TYPE_CHECKING:
+    from ..cluster_runtime import ClusterRuntime
 
 TOPIC_ID_LOOKUP_VERSION = 12  # Metadata v12+: topics may be named by id alone (v10-11 refuse ids)
 # v13 (KIP-1102) adds a top-level error code: set only when the whole request fails.
@@ -46,7 +51,7 @@ class TopicIdIndex:
 
     __slots__ = ("_by_id", "_store")
 
-    def __init__(self, store: MetadataStore) -> None:
+    def __init__(self, store: MetadataStoreProtocol) -> None:
         self._store = store
         self._by_id: dict[uuid.UUID, TopicInfo] = {}
 
@@ -58,10 +63,12 @@ class TopicIdIndex:
         return self._by_id.get(topic_id)
 
 
-_INDEXES: weakref.WeakKeyDictionary[MetadataStore, TopicIdIndex] = weakref.WeakKeyDictionary()
+_INDEXES: weakref.WeakKeyDictionary[MetadataStoreProtocol, TopicIdIndex] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def topic_ids(store: MetadataStore) -> TopicIdIndex:
+def topic_ids(store: MetadataStoreProtocol) -> TopicIdIndex:
     """The id index of ``store`` (one per broker's store, made on first use)."""
     index = _INDEXES.get(store)
     if index is None:
@@ -69,7 +76,38 @@ def topic_ids(store: MetadataStore) -> TopicIdIndex:
     return index
 
 
+def _cluster_topic(
+    cluster: ClusterRuntime, info: TopicInfo
+) -> MetadataResponse.MetadataResponseTopic:
+    """A topic in a cluster: each partition's leader and epoch from its partition state."""
+    partitions = []
+    for p in range(info.partitions):
+        leader, epoch = cluster.leader_of(info.name, p)
+        replicas = cluster.replicas_of(info.name, p)
+        offline = [b for b in replicas if b not in cluster.brokers]
+        partitions.append(
+            MetadataResponse.MetadataResponsePartition(
+                error_code=ErrorCode.NONE if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
+                partition_index=p,
+                leader_id=leader,
+                leader_epoch=epoch,
+                replica_nodes=replicas,
+                isr_nodes=[leader] if leader >= 0 else [],
+                offline_replicas=offline,
+            )
+        )
+    return MetadataResponse.MetadataResponseTopic(
+        error_code=ErrorCode.NONE,
+        name=info.name,
+        topic_id=info.topic_id,
+        is_internal=info.is_internal,
+        partitions=partitions,
+    )
+
+
 def _topic(ctx: RequestContext, info: TopicInfo) -> MetadataResponse.MetadataResponseTopic:
+    if ctx.broker.cluster is not None:
+        return _cluster_topic(ctx.broker.cluster, info)
     me = ctx.broker.broker_id
     return MetadataResponse.MetadataResponseTopic(
         error_code=ErrorCode.NONE,
@@ -163,7 +201,14 @@ def _topics_by_name(
                 topics.append(_error_topic(name, ErrorCode.INVALID_TOPIC_EXCEPTION))
                 continue
             if auto_create and store.colliding_topic(name) is None:
-                info = broker.replicas.maybe_auto_create(name)
+                if broker.cluster is not None:
+                    if broker.config["auto.create.topics.enable"]:
+                        # Kafka's answer while an auto-created topic is being created.
+                        broker.cluster.ensure_topic(name, int(broker.config["num.partitions"]), {})
+                        topics.append(_error_topic(name, ErrorCode.LEADER_NOT_AVAILABLE))
+                        continue
+                else:
+                    info = broker.replicas.maybe_auto_create(name)
             if info is None:
                 topics.append(_error_topic(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
                 continue
@@ -198,12 +243,23 @@ async def handle_metadata(ctx: RequestContext, req: MetadataRequest) -> Metadata
         for topic in topics:
             topic.topic_authorized_operations = NOT_PROVIDED
     host, port = broker.advertised()
+    brokers = [
+        MetadataResponse.MetadataResponseBroker(node_id=broker.broker_id, host=host, port=port)
+    ]
+    controller_id = broker.broker_id
+    if broker.cluster is not None:
+        brokers = [
+            MetadataResponse.MetadataResponseBroker(
+                node_id=reg.broker_id, host=ep.host or "", port=ep.port, rack=reg.rack
+            )
+            for reg in sorted(broker.cluster.brokers.values(), key=lambda r: r.broker_id)
+            for ep in reg.endpoints[:1]
+        ]
+        controller_id = broker.cluster.controller_id
     return MetadataResponse(
-        brokers=[
-            MetadataResponse.MetadataResponseBroker(node_id=broker.broker_id, host=host, port=port)
-        ],
+        brokers=brokers,
         cluster_id=store.cluster_id,
-        controller_id=broker.broker_id,
+        controller_id=controller_id,
         topics=topics,
         cluster_authorized_operations=CLUSTER_OPERATIONS
         if req.include_cluster_authorized_operations
@@ -225,16 +281,27 @@ async def handle_describe_cluster(
             cluster_id=broker.metadata.cluster_id,
         )
     host, port = broker.advertised()
+    brokers = [
+        DescribeClusterResponse.DescribeClusterBroker(
+            broker_id=broker.broker_id, host=host, port=port
+        )
+    ]
+    controller_id = broker.broker_id
+    if broker.cluster is not None:
+        brokers = [
+            DescribeClusterResponse.DescribeClusterBroker(
+                broker_id=reg.broker_id, host=ep.host or "", port=ep.port, rack=reg.rack
+            )
+            for reg in sorted(broker.cluster.brokers.values(), key=lambda r: r.broker_id)
+            for ep in reg.endpoints[:1]
+        ]
+        controller_id = broker.cluster.controller_id
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE,
         endpoint_type=1,
         cluster_id=broker.metadata.cluster_id,
-        controller_id=broker.broker_id,
-        brokers=[
-            DescribeClusterResponse.DescribeClusterBroker(
-                broker_id=broker.broker_id, host=host, port=port
-            )
-        ],
+        controller_id=controller_id,
+        brokers=brokers,
         cluster_authorized_operations=CLUSTER_OPERATIONS
         if req.include_cluster_authorized_operations
         else NOT_PROVIDED,

@@ -57,6 +57,14 @@ def _lookup(plog: PartitionLog, timestamp: int, committed: bool) -> tuple[int, i
     return found
 
 
+def _missing(ctx: RequestContext, topic: str, partition: int) -> ErrorCode:
+    """No log here: an unknown partition, or in a cluster one another broker leads."""
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    return cluster.partition_error(topic, partition)
+
+
 def _unsupported(timestamp: int, version: int) -> bool:
     """A sentinel this version cannot ask for, or one Kafka does not know."""
     if timestamp >= EARLIEST_TIMESTAMP:
@@ -72,9 +80,11 @@ async def handle_list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> L
         parts = []
         for p in topic.partitions:
             plog = replicas.get_log(topic.name, p.partition_index)
-            error = leader_epoch_error(p.current_leader_epoch)
+            error = leader_epoch_error(
+                p.current_leader_epoch, plog if ctx.broker.cluster is not None else None
+            )
             if plog is None:
-                error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                error = _missing(ctx, topic.name, p.partition_index)
             if error != ErrorCode.NONE or plog is None:
                 parts.append(Offsets(partition_index=p.partition_index, error_code=error))
                 continue
@@ -111,9 +121,11 @@ async def handle_offset_for_leader_epoch(
         parts = []
         for p in topic.partitions:
             plog = replicas.get_log(topic.topic, p.partition)
-            error = leader_epoch_error(p.current_leader_epoch)
+            error = leader_epoch_error(
+                p.current_leader_epoch, plog if ctx.broker.cluster is not None else None
+            )
             if plog is None:
-                error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                error = _missing(ctx, topic.topic, p.partition)
             if error != ErrorCode.NONE or plog is None:
                 parts.append(End(error_code=error, partition=p.partition))
                 continue
@@ -149,7 +161,7 @@ async def handle_delete_records(
                     Result(
                         partition_index=p.partition_index,
                         low_watermark=-1,
-                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                        error_code=_missing(ctx, topic.name, p.partition_index),
                     )
                 )
                 continue

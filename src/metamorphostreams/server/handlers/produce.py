@@ -52,6 +52,14 @@ _INT32 = struct.Struct(">i")
 _PRODUCER = struct.Struct(">qh")  # producerId, producerEpoch
 
 
+def _missing(ctx: RequestContext, info: object, topic: str, partition: int) -> ErrorCode:
+    """No log here: an unknown partition, or in a cluster one another broker leads."""
+    cluster = ctx.broker.cluster
+    if cluster is None or info is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    return cluster.partition_error(topic, partition)
+
+
 def _batch_shape(records: memoryview) -> tuple[int, tuple[int, int] | None]:
     """(number of complete batches, (producer id, epoch) of a transactional batch or None)
     from the batch headers alone."""
@@ -112,6 +120,13 @@ def _verify(
     added to the ongoing transaction; Kafka's translation of the coordinator's answer."""
     assert req.transactional_id is not None
     runtime = ctx.broker.transactions
+    cluster = ctx.broker.cluster
+    if cluster is not None and not cluster.coordinates_transaction(req.transactional_id):
+        # Only partitions led by the transaction's coordinator can have been added to it
+        # until markers are sent across brokers.
+        return _error(
+            partition, ErrorCode.INVALID_TXN_STATE, "Partition was not added to the transaction"
+        )
     if ctx.api_version >= IMPLICIT_ADD_VERSION:
         # Kafka adds for TV_2 clients whatever transaction.partition.verification.enable says.
         error = runtime.add_partition(req.transactional_id, *producer, topic, partition)
@@ -159,6 +174,7 @@ _RETRIABLE_VERIFICATION_ERRORS = frozenset(
 async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | None:
     broker = ctx.broker
     replicas = broker.replicas
+    in_cluster = broker.cluster is not None  # leader epochs move only in a cluster
     acks = req.acks
     if req.transactional_id is None and _has_transactional_records(req):
         if acks == 0:
@@ -194,7 +210,7 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
             if acks not in _VALID_ACKS:
                 resp = _error(part.index, ErrorCode.INVALID_REQUIRED_ACKS)
             elif plog is None:
-                resp = _error(part.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                resp = _error(part.index, _missing(ctx, info, topic.name, part.index))
             elif part.records is None or len(part.records) == 0:
                 resp = _error(
                     part.index, ErrorCode.INVALID_RECORD, "Produce request without records"
@@ -222,7 +238,7 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
                     records = part.records  # a view of the request frame: patched in place
                     result = plog.append_as_leader(
                         bytearray(records) if records.readonly else records,
-                        leader_epoch=LEADER_EPOCH,
+                        leader_epoch=plog.latest_epoch if in_cluster else LEADER_EPOCH,
                         now_ms=broker.now_ms(),
                     )
                 except OSError as e:

@@ -12,6 +12,11 @@ async def handle_init_producer_id(
     ctx: RequestContext, req: InitProducerIdRequest
 ) -> InitProducerIdResponse:
     if req.transactional_id is not None:
+        cluster = ctx.broker.cluster
+        if cluster is not None and not cluster.coordinates_transaction(req.transactional_id):
+            return InitProducerIdResponse(
+                error_code=ErrorCode.NOT_COORDINATOR, producer_id=-1, producer_epoch=-1
+            )
         runtime = ctx.broker.transactions
         response: InitProducerIdResponse = await runtime.call(
             runtime.coordinator.init_producer_id, req, ctx.api_version

@@ -51,8 +51,18 @@ def _check_new_topic(
                 0,
                 {},
             )
+        live = [broker.broker_id] if broker.cluster is None else broker.cluster.live_broker_ids()
         for a in topic.assignments:
-            if any(b != broker.broker_id for b in a.broker_ids) or len(set(a.broker_ids)) != len(
+            if broker.cluster is not None and len(a.broker_ids) > 1:
+                return (
+                    ErrorCode.INVALID_REPLICATION_FACTOR,
+                    f"Replica assignment for partition {a.partition_index} has "
+                    f"{len(a.broker_ids)} replicas: replication is not built yet, every "
+                    "partition has exactly one replica.",
+                    0,
+                    {},
+                )
+            if any(b not in live for b in a.broker_ids) or len(set(a.broker_ids)) != len(
                 a.broker_ids
             ):
                 return (
@@ -93,6 +103,20 @@ def _check_new_topic(
             return (
                 ErrorCode.INVALID_REPLICATION_FACTOR,
                 "Replication factor must be larger than 0, or -1 to use the default value.",
+                0,
+                {},
+            )
+        if replication > 1 and broker.cluster is not None:
+            registered = len(broker.cluster.live_broker_ids())
+            why = (
+                f"only {registered} broker(s) are registered"
+                if replication > registered
+                else "replication is not built yet (replication factor 1 only)"
+            )
+            return (
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"Unable to replicate the partition {replication} time(s): The target "
+                f"replication factor of {replication} cannot be reached because {why}.",
                 0,
                 {},
             )
@@ -159,7 +183,23 @@ async def handle_create_topics(
             replication_factor=1,
             configs=_result_configs(ctx, configs),
         )
-        if not req.validate_only:
+        if not req.validate_only and ctx.broker.cluster is not None:
+            from ...cluster.zk_store import TopicExistsError  # kazoo: only in a cluster
+
+            try:
+                assignment = None
+                if topic.assignments:
+                    assignment = {a.partition_index: list(a.broker_ids) for a in topic.assignments}
+                info = await ctx.broker.cluster.create_topic(
+                    topic.name, partitions, configs, assignment
+                )
+            except TopicExistsError as e:
+                result = Result(
+                    name=topic.name, error_code=ErrorCode.TOPIC_ALREADY_EXISTS, error_message=str(e)
+                )
+            else:
+                result.topic_id = info.topic_id
+        elif not req.validate_only:
             info = ctx.broker.replicas.create_topic(topic.name, partitions, configs)
             result.topic_id = info.topic_id
         results.append(result)
@@ -205,6 +245,10 @@ async def handle_delete_topics(
                 )
             )
             continue
+        if broker.cluster is not None:
+            error = await broker.cluster.delete_topic(info.name, req.timeout_ms)
+            results.append(Deleted(name=info.name, topic_id=info.topic_id, error_code=error))
+            continue
         broker.replicas.delete_topic(info.name)
         broker.groups.topics_deleted([info.name])
         results.append(Deleted(name=info.name, topic_id=info.topic_id, error_code=ErrorCode.NONE))
@@ -229,6 +273,15 @@ async def handle_create_partitions(
             )
             continue
         current = info.partitions
+        if broker.cluster is not None:
+            results.append(
+                Res(
+                    name=topic.name,
+                    error_code=ErrorCode.INVALID_REQUEST,
+                    error_message="CreatePartitions is not supported in a cluster yet.",
+                )
+            )
+            continue
         if topic.count < current:
             msg = (
                 f"Topic currently has {current} partitions, which is higher than the "

@@ -1,0 +1,456 @@
+"""A broker in a cluster: ZooKeeper membership, partition placement and leadership (RF=1).
+
+Only a broker started with ``zookeeper.connect`` has one (``broker.cluster``); a standalone
+broker never builds it, and its handlers take the standalone path after one ``is None`` check.
+
+What it does, on the broker's loop:
+- connects to ZooKeeper (kazoo) and opens the ``ZkMetadataStore`` that replaces the JSON
+  store; registers ``/brokers/ids/N`` once the listener is bound; runs for controller;
+- keeps views the handlers read: live brokers (``/brokers/ids``), partition states (a watch
+  per ``/brokers/topics/T/partitions/P/state``), the controller id;
+- opens and leads the logs of the partitions assigned to this broker, and deletes the logs of
+  partitions no longer assigned here (topic deleted), after every view change;
+- as controller: carries out topic deletions (``/admin/delete_topics``) and moves each
+  partition's leadership to -1 when its broker is gone, back when it returns
+  (``zk_partitions.reconcile_leaders``, every write fenced by the controller epoch).
+
+Threads. Every ZooKeeper call runs on one worker thread (``self._zk``), never on the loop;
+kazoo's watch callbacks only read ZooKeeper and hand view changes to ``_deliver``
+(``loop.call_soon_threadsafe``). Loop-owned otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from kazoo.client import KazooClient
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.recipe.watchers import ChildrenWatch, DataWatch
+
+from ..cluster import zk_paths as zp
+from ..cluster.metadata import TopicInfo
+from ..cluster.zk_controller import (
+    BrokerRegistrationConflict,
+    ControllerContext,
+    ControllerElector,
+    ControllerMovedError,
+)
+from ..cluster.zk_partitions import (
+    assign_replicas,
+    current_controller_epoch,
+    live_brokers,
+    partition_state_ops,
+    reconcile_leaders,
+)
+from ..cluster.zk_store import (
+    TopicAlreadyMarkedForDeletion,
+    TopicExistsError,
+    UnknownTopicError,
+    ZkMetadataStore,
+)
+from ..protocol.errors import ErrorCode
+from .config import ConfigError
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("metamorphostreams.server")
+
+T = TypeVar("T")
+DEFAULT_SESSION_TIMEOUT_MS = 18_000  # Kafka's zookeeper.session.timeout.ms
+DELETE_WAIT_POLL_S = 0.05
+
+
+class ClusterStartError(ConfigError):
+    """The broker cannot join the cluster (ZooKeeper unreachable, broker id taken): like a
+    bad config, the broker exits non-zero with this one line."""
+
+
+class ClusterRuntime:
+    """This broker's membership in a ZooKeeper cluster. Loop-owned (see the module doc)."""
+
+    def __init__(self, broker: Broker, connect: str) -> None:
+        self.broker = broker
+        self.connect = connect
+        self.broker_id = broker.broker_id
+        rack = str(broker.config.props.get("broker.rack", "")).strip()
+        self.rack = rack or None
+        props = broker.config.props
+        session_ms = int(props.get("zookeeper.session.timeout.ms", DEFAULT_SESSION_TIMEOUT_MS))
+        # Kafka's zookeeper.connection.timeout.ms defaults to the session timeout.
+        self.connect_timeout_s = (
+            int(props.get("zookeeper.connection.timeout.ms", session_ms)) / 1000
+        )
+        self.client = KazooClient(hosts=connect, timeout=session_ms / 1000)
+        self.store: ZkMetadataStore
+        self.elector: ControllerElector | None = None
+        self.brokers: dict[int, zp.BrokerRegistration] = {}
+        self.states: dict[tuple[str, int], zp.PartitionState] = {}
+        self._zk = ThreadPoolExecutor(1, thread_name_prefix=f"zk-broker-{self.broker_id}")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watched_states: set[tuple[str, int]] = set()
+        self._watch_lock = threading.Lock()
+        self._sync_scheduled = False
+        self._controller_lock = threading.Lock()
+        self._controller_dirty = False
+        self._creating: set[str] = set()
+        self._closed = False
+        self._started = False  # the logs are open: view changes may now open and drop logs
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._zk, fn, *args)
+
+    def _deliver(self, change: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None or self._closed or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._apply, change)
+
+    def _apply(self, change: Callable[[], None]) -> None:
+        if self._closed:
+            return
+        change()
+        if not self._sync_scheduled:
+            self._sync_scheduled = True
+            asyncio.get_running_loop().call_soon(self._sync)
+
+    async def open_store(self) -> ZkMetadataStore:
+        """Connect, load topics and the cluster id; the store the broker uses. Raises
+        ClusterStartError with a one-line reason when ZooKeeper does not answer."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self._run(self.client.start, self.connect_timeout_s)
+        except (KazooTimeoutError, ValueError) as e:
+            await self._run(self._close_client)
+            raise ClusterStartError(
+                f"cannot reach ZooKeeper at {self.connect} within {self.connect_timeout_s:g} s"
+                + (f" ({e})" if str(e) and not isinstance(e, KazooTimeoutError) else "")
+            ) from None
+        self.store = ZkMetadataStore(self.client, self.broker_id, deliver=self._deliver)
+        await self._run(self.store.open)
+        await self._run(self.store.ensure_cluster_id, str(self.broker.config["cluster.id"]))
+        await self._run(self.store.watch)
+        # Producer-id blocks are claimed on the worker, ahead of need, never on the loop.
+        await self._run(self.store.prefetch_producer_id_block)
+        self.store.background = self._background
+        self._warn_internal_replication()
+        return self.store
+
+    def _warn_internal_replication(self) -> None:
+        for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor"):
+            wanted = int(self.broker.config.props.get(key, "3"))
+            if wanted > 1:
+                log.warning("%s=%d lowered to 1: partitions are not replicated yet", key, wanted)
+
+    async def register(self) -> None:
+        """Register /brokers/ids/N with the bound endpoint and run for controller."""
+        host, port = self.broker.advertised()
+        registration = zp.BrokerRegistration(
+            self.broker_id,
+            (zp.Endpoint("PLAINTEXT", host, port, "PLAINTEXT"),),
+            self.rack,
+            self.broker.now_ms(),
+        )
+        self.elector = ControllerElector(
+            self.client,
+            registration,
+            on_elected=self._on_elected,
+            on_resigned=lambda: None,
+            on_fatal=self._on_fatal,
+            deliver=self._deliver,
+        )
+        try:
+            await self._run(self.elector.start)
+        except BrokerRegistrationConflict as e:
+            raise ClusterStartError(str(e)) from None
+        await self._run(self._watch_membership)
+        self._sync()
+
+    def _watch_membership(self) -> None:
+        ChildrenWatch(self.client, zp.BROKER_IDS_PATH, self._on_broker_ids)
+        ChildrenWatch(self.client, zp.DELETE_TOPICS_PATH, self._on_delete_requests)
+
+    async def stop(self) -> None:
+        self._closed = True
+        if self.elector is not None:
+            await self._run(self.elector.close)
+        self.store.stop_watching()
+        await self._run(self._close_client)
+        self._zk.shutdown(wait=True)
+
+    def _background(self, fn: Callable[[], None]) -> None:
+        try:
+            self._zk.submit(fn)
+        except RuntimeError:
+            pass  # shutting down
+
+    def coordinates_transaction(self, transactional_id: str) -> bool:
+        """Does this broker lead the __transaction_state partition of ``transactional_id``?"""
+        from .txn_runtime import TRANSACTION_STATE_TOPIC
+
+        partition = self.broker.transactions.coordinator.partition_for(transactional_id)
+        return self.leads(TRANSACTION_STATE_TOPIC, partition)
+
+    def _close_client(self) -> None:
+        try:
+            self.client.stop()
+        finally:
+            self.client.close()
+
+    def _on_fatal(self, error: BaseException) -> None:
+        log.error("leaving the cluster: %s", error)
+        self.broker.request_stop(exit_code=1)
+
+    # -- kazoo callbacks (kazoo's thread) ------------------------------------------------
+
+    def _on_broker_ids(self, children: list[str]) -> bool:
+        if self._closed:
+            return False
+        found = live_brokers(self.client)
+
+        def apply() -> None:
+            self.brokers = found
+
+        self._deliver(apply)
+        self._controller_work()
+        return True
+
+    def _on_delete_requests(self, children: list[str]) -> bool:
+        if self._closed:
+            return False
+        if children:
+            self._controller_work()
+        return True
+
+    def _state_watcher(self, topic: str, partition: int) -> Callable[..., bool]:
+        key = (topic, partition)
+
+        def on_state(data: bytes | None, stat: Any, event: Any = None) -> bool:
+            if self._closed:
+                return False
+            state = None
+            if data:
+                try:
+                    state = zp.PartitionState.decode(data, stat.version)
+                except zp.ZkDataError:
+                    log.warning("unreadable partition state of %s-%d", topic, partition)
+
+            def apply() -> None:
+                if state is None:
+                    self.states.pop(key, None)
+                else:
+                    self.states[key] = state
+
+            self._deliver(apply)
+            return True
+
+        return on_state
+
+    def _watch_states(self, keys: list[tuple[str, int]]) -> None:
+        for topic, partition in keys:
+            DataWatch(
+                self.client,
+                zp.partition_state_path(topic, partition),
+                self._state_watcher(topic, partition),
+            )
+
+    # -- the controller (worker thread) --------------------------------------------------
+
+    def _on_elected(self, ctx: ControllerContext) -> None:
+        log.info("broker %d is the controller (epoch %d)", self.broker_id, ctx.epoch)
+        self._controller_work()
+
+    def _controller_work(self) -> None:
+        """Queue one controller pass (coalesced); a no-op on brokers that are not controller."""
+        with self._controller_lock:
+            if self._controller_dirty or self._closed:
+                return
+            self._controller_dirty = True
+        try:
+            self._zk.submit(self._controller_pass)
+        except RuntimeError:
+            pass  # shutting down
+
+    def _controller_pass(self) -> None:
+        with self._controller_lock:
+            self._controller_dirty = False
+        elector = self.elector
+        ctx = elector.context if elector is not None else None
+        if ctx is None or self._closed:
+            return
+        try:
+            for name in self.client.get_children(zp.DELETE_TOPICS_PATH):
+                log.info("controller: deleting topic %s", name)
+                ctx.fenced_write([])  # still controller? (raises ControllerMovedError if not)
+                self.store.complete_topic_deletion(name)
+            live = {int(c) for c in self.client.get_children(zp.BROKER_IDS_PATH)}
+            assignments: dict[str, zp.TopicAssignment] = {}
+            for name in self.client.get_children(zp.TOPICS_PATH):
+                try:
+                    data, _ = self.client.get(zp.topic_path(name))
+                except Exception:
+                    continue
+                assignments[name] = zp.TopicAssignment.decode(name, data)
+            reconcile_leaders(ctx, assignments, live)
+        except ControllerMovedError:
+            log.info("controller moved; this broker stops acting as controller")
+        except Exception:
+            if not self._closed:
+                log.exception("controller pass failed")
+
+    # -- the view: logs follow the assignment (loop) ------------------------------------
+
+    def sync_now(self) -> None:
+        """Open this broker's logs at start-up, before the coordinators replay them."""
+        self._started = True
+        self._sync()
+
+    def _sync(self) -> None:
+        """Open and lead this broker's partitions; drop logs of partitions gone from here."""
+        self._sync_scheduled = False
+        if self._closed or not self._started:
+            return
+        replicas = self.broker.replicas
+        mine: set[tuple[str, int]] = set()
+        unwatched: list[tuple[str, int]] = []
+        for name, assignment in self.store.assignments.items():
+            info = self.store.topics.get(name)
+            if info is None:
+                continue
+            cfg = replicas.log_config(info)
+            for p, brokers in assignment.partitions.items():
+                key = (name, p)
+                if key not in self._watched_states:
+                    unwatched.append(key)
+                if brokers and brokers[0] == self.broker_id:
+                    mine.add(key)
+                    state = self.states.get(key)
+                    epoch = state.leader_epoch if state is not None and state.leader >= 0 else 0
+                    replicas.lead(name, p, cfg, epoch)
+        gone_topics: set[str] = set()
+        for plog in list(replicas.logs.all_logs()):
+            key = (plog.topic, plog.partition)
+            if key not in mine:
+                if plog.topic not in self.store.topics:
+                    gone_topics.add(plog.topic)
+                replicas.drop_partition(*key)
+        if gone_topics:
+            self.broker.groups.topics_deleted(sorted(gone_topics))
+        if unwatched:
+            self._watched_states.update(unwatched)
+            self._zk.submit(self._watch_states, unwatched)
+
+    # -- queries (loop) ------------------------------------------------------------------
+
+    @property
+    def controller_id(self) -> int:
+        elector = self.elector
+        if elector is None or elector.active_controller_id is None:
+            return -1
+        return elector.active_controller_id
+
+    def live_broker_ids(self) -> list[int]:
+        return sorted(self.brokers)
+
+    def endpoint(self, broker_id: int) -> tuple[str, int] | None:
+        reg = self.brokers.get(broker_id)
+        if reg is None or not reg.endpoints:
+            return None
+        ep = reg.endpoints[0]
+        return ep.host or "", ep.port
+
+    def replicas_of(self, topic: str, partition: int) -> list[int]:
+        assignment = self.store.assignments.get(topic)
+        if assignment is None:
+            return []
+        return list(assignment.partitions.get(partition, ()))
+
+    def leader_of(self, topic: str, partition: int) -> tuple[int, int]:
+        """(leader id or -1, leader epoch) from the partition state."""
+        state = self.states.get((topic, partition))
+        if state is not None:
+            return state.leader, state.leader_epoch
+        replicas = self.replicas_of(topic, partition)
+        if replicas and replicas[0] in self.brokers:
+            return replicas[0], 0  # the state znode's watch has not reported yet
+        return zp.NO_LEADER, 0
+
+    def partition_error(self, topic: str, partition: int) -> ErrorCode:
+        """Why this broker has no log for a partition clients asked it for."""
+        info = self.store.topics.get(topic)
+        if info is None or not 0 <= partition < info.partitions:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+    def leads(self, topic: str, partition: int) -> bool:
+        return self.broker.replicas.get_log(topic, partition) is not None
+
+    # -- topic admin (loop; ZooKeeper on the worker) ------------------------------------
+
+    def placement(
+        self, partitions: int, assignment: dict[int, list[int]] | None = None
+    ) -> dict[int, list[int]]:
+        if assignment is not None:
+            return assignment
+        return assign_replicas(self.live_broker_ids(), partitions)
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: dict[str, str],
+        assignment: dict[int, list[int]] | None = None,
+    ) -> TopicInfo:
+        """Place the partitions, write the topic and its partition states in one transaction.
+        Raises TopicExistsError."""
+        placed = self.placement(partitions, assignment)
+
+        def create() -> TopicInfo:
+            epoch = current_controller_epoch(self.client)
+            ops = partition_state_ops(name, placed, epoch, with_root=True)
+            return self.store.create_topic(name, partitions, configs, placed, extra_ops=ops)
+
+        info = await self._run(create)
+        log.info("created topic %s: %d partitions on brokers %s", name, partitions, placed)
+        return info
+
+    def ensure_topic(self, name: str, partitions: int, configs: dict[str, str]) -> None:
+        """Create an internal topic in the background if it does not exist yet."""
+        if name in self.store.topics or name in self._creating or not self.brokers:
+            return
+        self._creating.add(name)
+
+        async def create() -> None:
+            try:
+                await self.create_topic(name, partitions, configs)
+            except TopicExistsError:
+                pass
+            except Exception:
+                log.exception("cannot create %s", name)
+            finally:
+                self._creating.discard(name)
+
+        asyncio.get_running_loop().create_task(create())
+
+    async def delete_topic(self, name: str, timeout_ms: int) -> ErrorCode:
+        """Ask the controller to delete ``name`` and wait until the deletion is seen."""
+        try:
+            await self._run(self.store.mark_topic_for_deletion, name)
+        except UnknownTopicError:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        except TopicAlreadyMarkedForDeletion:
+            pass
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout_ms, 0) / 1000
+        while name in self.store.topics:
+            if loop.time() >= deadline:
+                return ErrorCode.REQUEST_TIMED_OUT
+            await asyncio.sleep(DELETE_WAIT_POLL_S)
+        return ErrorCode.NONE

@@ -1,0 +1,234 @@
+"""Three real broker processes join one cluster through a real ZooKeeper (replication factor 1):
+membership, placement, leadership, coordinators, as real clients see them."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+from helpers.broker_process import BrokerStartError
+from helpers.confluent import admin, admin_error, client_config, create_topic, wait_until
+from helpers.kafka_wire import Record, WireConnection, build_record_batch, produce_request
+
+from .conftest import BrokerCluster
+
+NOT_LEADER_OR_FOLLOWER = 6
+
+
+def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    md = admin(bootstrap).list_topics(topic, timeout=10)
+    return {p: meta.leader for p, meta in md.topics[topic].partitions.items()}
+
+
+def _drain(consumer: Consumer, want: int, limit_s: float = 60.0) -> list[tuple[int, bytes]]:
+    got: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + limit_s
+    while len(got) < want and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        assert msg.error() is None, msg.error()
+        got.append((msg.partition(), msg.value()))
+    return got
+
+
+def test_three_brokers_join_with_a_controller(cluster3: BrokerCluster) -> None:
+    out = subprocess.run(
+        ["kcat", "-L", "-b", cluster3.brokers[1].bootstrap],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert " 3 brokers:" in out, out
+    assert out.count("(controller)") == 1, out
+    md = admin(cluster3.brokers[2].bootstrap).list_topics(timeout=10)
+    assert sorted(md.brokers) == [0, 1, 2]
+    assert md.controller_id in (0, 1, 2)
+    ports = {b.id: b.port for b in md.brokers.values()}
+    assert ports == {b.broker_id: b.port for b in cluster3.brokers}
+
+
+def test_replication_factor_3_is_refused(cluster3: BrokerCluster) -> None:
+    client = admin(cluster3.bootstrap)
+    futures = client.create_topics([NewTopic("rf3", 3, 3)])
+    error = admin_error(futures["rf3"])
+    assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR
+    assert "replication is not built yet" in error.str()
+    futures = client.create_topics([NewTopic("rf4", 3, 4)])
+    error = admin_error(futures["rf4"])
+    assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR
+    assert "only 3 broker(s) are registered" in error.str()
+    futures = client.create_topics([NewTopic("ra2", 1, replica_assignment=[[0, 1]])])
+    error = admin_error(futures["ra2"])
+    assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR
+    assert "replication is not built yet" in error.str()
+
+
+def test_partitions_spread_and_a_group_reads_them_all(cluster3: BrokerCluster) -> None:
+    topic = "spread"
+    create_topic(cluster3.bootstrap, topic, 6)
+    leaders = _leaders(cluster3.bootstrap, topic)
+    assert sorted(leaders.values()) == [0, 0, 1, 1, 2, 2], leaders
+
+    producer = Producer(client_config(cluster3.bootstrap, **{"linger.ms": 5}))
+    for i in range(3000):
+        producer.produce(topic, key=f"k{i}".encode(), value=f"v{i}".encode())
+    assert producer.flush(30) == 0
+
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    conf = client_config(
+        cluster3.bootstrap,
+        **{"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False},
+    )
+    consumer = Consumer(conf)
+    consumer.subscribe([topic])
+    got = _drain(consumer, 3000)
+    assert sorted(v for _, v in got) == sorted(f"v{i}".encode() for i in range(3000))
+    consumer.commit(asynchronous=False)
+    committed = consumer.committed([TopicPartition(topic, p) for p in range(6)], timeout=10)
+    assert sum(tp.offset for tp in committed) == 3000
+    consumer.close()
+
+    for i in range(3000, 3300):
+        producer.produce(topic, key=f"k{i}".encode(), value=f"v{i}".encode())
+    assert producer.flush(30) == 0
+    second = Consumer(conf)
+    second.subscribe([topic])
+    rest = _drain(second, 300)
+    assert sorted(v for _, v in rest) == sorted(f"v{i}".encode() for i in range(3000, 3300))
+    assert _drain(second, 1, limit_s=1.0) == []  # nothing before the commits again
+    second.close()
+
+
+def test_the_wrong_broker_answers_not_leader(cluster3: BrokerCluster) -> None:
+    topic = "wrong-broker"
+    create_topic(cluster3.bootstrap, topic, 3)
+    leaders = _leaders(cluster3.bootstrap, topic)
+    partition, leader = next(iter(leaders.items()))
+    other = next(b for b in cluster3.brokers if b.broker_id != leader)
+    batch = build_record_batch(
+        [Record(key=b"k", value=b"v")], base_timestamp=int(time.time() * 1000)
+    )
+    with WireConnection(other.bootstrap) as conn:
+        response = conn.request(produce_request(topic, partition, batch))
+    (t,) = response.topics if hasattr(response, "topics") else response.responses
+    assert t.partition_responses[0].error_code == NOT_LEADER_OR_FOLLOWER
+    # A client bootstrapped on that broker finds the leader by itself.
+    producer = Producer(client_config(other.bootstrap))
+    delivered: list[object] = []
+    producer.produce(
+        topic, value=b"x", partition=partition, on_delivery=lambda e, m: delivered.append(e)
+    )
+    assert producer.flush(20) == 0
+    assert delivered == [None]
+
+
+def test_deleted_topic_goes_from_every_broker(cluster3: BrokerCluster) -> None:
+    topic = "doomed"
+    create_topic(cluster3.bootstrap, topic, 3)
+    client = admin(cluster3.bootstrap)
+    client.delete_topics([topic])[topic].result(timeout=20)
+    for b in cluster3.brokers:
+        wait_until(
+            lambda b=b: topic not in admin(b.bootstrap).list_topics(timeout=10).topics,
+            f"{topic} gone from broker {b.broker_id}",
+            10,
+        )
+        wait_until(
+            lambda b=b: (
+                not any(
+                    p.name.startswith(f"{topic}-") and p.is_dir() and not p.name.endswith("-delete")
+                    for p in b.data_dir.iterdir()
+                )
+            ),
+            f"{topic}'s logs gone from broker {b.broker_id}",
+            10,
+        )
+
+
+def test_a_second_broker_with_a_registered_id_exits(cluster3: BrokerCluster, tmp_path) -> None:
+    twin = cluster3.new_broker(0, tmp_path / "twin")
+    with pytest.raises(BrokerStartError):
+        twin.start()
+    assert twin.returncode == 1
+    last = twin.stderr_text().strip().splitlines()[-1]
+    assert last.startswith(
+        "mms broker: Error while creating ephemeral at /brokers/ids/0, node already exists and "
+        "owner '"
+    ), last
+    twin.close()
+
+
+def test_transactions_within_one_broker_and_refused_across(cluster3: BrokerCluster) -> None:
+    """The transaction coordinator writes markers only to logs it leads: a transaction on its
+    own broker's partitions commits; one touching another broker's partition is refused."""
+    from confluent_kafka import KafkaException
+
+    from metamorphostreams.coordinator._shard import java_string_hash, kafka_abs
+
+    txn_id = f"tx-{uuid.uuid4().hex[:8]}"
+    producer = Producer(client_config(cluster3.bootstrap, **{"transactional.id": txn_id}))
+    producer.init_transactions(30)
+    state_partition = kafka_abs(java_string_hash(txn_id)) % 50
+    coordinator = _leaders(cluster3.bootstrap, "__transaction_state")[state_partition]
+    other = next(b.broker_id for b in cluster3.brokers if b.broker_id != coordinator)
+    client = admin(cluster3.bootstrap)
+    futures = client.create_topics(
+        [
+            NewTopic("tx-local", 2, replica_assignment=[[coordinator], [coordinator]]),
+            NewTopic("tx-remote", 1, replica_assignment=[[other]]),
+        ]
+    )
+    for f in futures.values():
+        f.result(timeout=20)
+    wait_until(lambda: _leaders(cluster3.bootstrap, "tx-remote") == {0: other}, "tx-remote led")
+
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce("tx-local", value=f"t{i}".encode(), partition=i % 2)
+    producer.commit_transaction(30)
+    consumer = Consumer(
+        client_config(
+            cluster3.bootstrap,
+            **{"group.id": "txr", "isolation.level": "read_committed", "enable.auto.commit": False},
+        )
+    )
+    consumer.assign([TopicPartition("tx-local", p, 0) for p in range(2)])
+    got = _drain(consumer, 10, limit_s=20)
+    consumer.close()
+    assert sorted(v for _, v in got) == sorted(f"t{i}".encode() for i in range(10))
+
+    producer.begin_transaction()
+    producer.produce("tx-remote", value=b"never", partition=0)
+    with pytest.raises(KafkaException):
+        producer.commit_transaction(20)
+
+
+def test_only_the_group_coordinator_serves_a_group(cluster3: BrokerCluster) -> None:
+    from kafka.protocol.consumer.group import HeartbeatRequest
+
+    from metamorphostreams.coordinator._shard import java_string_hash, kafka_abs
+
+    group = f"nc-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(client_config(cluster3.bootstrap, **{"group.id": group}))
+    consumer.subscribe(["spread"])
+    wait_until(
+        lambda: (
+            consumer.poll(0.2) is None
+            and "__consumer_offsets" in admin(cluster3.bootstrap).list_topics(timeout=10).topics
+        ),
+        "__consumer_offsets created",
+    )
+    consumer.close()
+    partition = kafka_abs(java_string_hash(group)) % 6  # offsets.topic.num.partitions=6
+    coordinator = _leaders(cluster3.bootstrap, "__consumer_offsets")[partition]
+    other = next(b for b in cluster3.brokers if b.broker_id != coordinator)
+    with WireConnection(other.bootstrap) as conn:
+        response = conn.request(HeartbeatRequest[1](group_id=group, generation_id=1, member_id="m"))
+    assert response.error_code == 16  # NOT_COORDINATOR
+    leader = next(b for b in cluster3.brokers if b.broker_id == coordinator)
+    with WireConnection(leader.bootstrap) as conn:
+        response = conn.request(HeartbeatRequest[1](group_id=group, generation_id=1, member_id="m"))
+    assert response.error_code != 16
