@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..coordinator import CoordinatorRecord, GroupCoordinator, GroupCoordinatorConfig, Result
 from ..protocol.errors import DecodeError, ErrorCode
-from ..protocol.records import ControlRecordType, build_batch, iter_batches, parse_control_key
+from ..protocol.record_batch import BatchHeader
+from ..protocol.records import ControlRecordType, Record, build_batch, parse_control_key
 from ..storage import AppendOrigin
+from ._coordinator_io import DeadlineTimer, replay_partition
 from .replica_manager import LEADER_EPOCH
 
 if TYPE_CHECKING:
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("metamorphostreams.server")
 
 OFFSETS_TOPIC = "__consumer_offsets"
-LOAD_READ_BYTES = 8 << 20  # per read while replaying __consumer_offsets
 NO_PRODUCER_ID = -1
 TXN_BASE_SEQUENCE = -1  # the coordinator's transactional batches carry no sequence
 
@@ -48,7 +49,7 @@ class GroupRuntime:
             metadata=self._topics,
         )
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = DeadlineTimer(self._on_timer)
 
     def _topics(self) -> Mapping[str, tuple[uuid.UUID, int]]:
         return {
@@ -75,28 +76,23 @@ class GroupRuntime:
         plog = self.broker.replicas.get_log(OFFSETS_TOPIC, partition)
         if plog is None:
             return 0
-        offset = plog.log_start_offset
         count = 0
-        while offset < plog.high_watermark:
-            result = plog.read(
-                offset, LOAD_READ_BYTES, max_offset=plog.high_watermark, min_one_message=True
-            )
-            if result.error != ErrorCode.NONE or result.size == 0:
-                break
-            data = result.read_bytes()
-            for header, records in iter_batches(data):
-                if header.is_control:
-                    self._replay_markers(partition, header.producer_id, records)
-                else:
-                    producer = header.producer_id if header.is_transactional else NO_PRODUCER_ID
-                    for record in records:
-                        if record.key is not None:
-                            self.coordinator.replay(
-                                CoordinatorRecord(partition, record.key, record.value),
-                                producer_id=producer,
-                            )
-                            count += 1
-                offset = header.next_offset
+
+        def visit(header: BatchHeader, records: list[Record]) -> None:
+            nonlocal count
+            if header.is_control:
+                self._replay_markers(partition, header.producer_id, records)
+                return
+            producer = header.producer_id if header.is_transactional else NO_PRODUCER_ID
+            for record in records:
+                if record.key is not None:
+                    self.coordinator.replay(
+                        CoordinatorRecord(partition, record.key, record.value),
+                        producer_id=producer,
+                    )
+                    count += 1
+
+        replay_partition(plog, visit)
         return count
 
     def _replay_markers(self, partition: int, producer_id: int, records: list[Any]) -> None:
@@ -112,9 +108,7 @@ class GroupRuntime:
 
     def stop(self) -> None:
         """Answer parked requests (NOT_COORDINATOR, as Kafka does on unload) and stop timers."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         try:
             result = self.coordinator.unload(self.broker.now_ms())
         except Exception:
@@ -259,17 +253,9 @@ class GroupRuntime:
         self.broker.replicas.notify_append()
 
     def _reschedule(self) -> None:
-        deadline = self.coordinator.next_deadline_ms()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if deadline is None:
-            return
-        delay = max(0.0, (deadline - self.broker.now_ms()) / 1000)
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer.reschedule(self.coordinator.next_deadline_ms(), self.broker.now_ms())
 
     def _on_timer(self) -> None:
-        self._timer = None
         try:
             self._apply(self.coordinator.poll(self.broker.now_ms()))
         except Exception:

@@ -27,7 +27,9 @@ from ..coordinator.transaction import (
 )
 from ..protocol.errors import DecodeError, ErrorCode
 from ..protocol.features import finalized_level
-from ..protocol.records import build_batch, iter_batches
+from ..protocol.record_batch import BatchHeader
+from ..protocol.records import Record, build_batch
+from ._coordinator_io import DeadlineTimer, replay_partition
 from .connection import CloseConnection
 from .group_runtime import OFFSETS_TOPIC
 from .replica_manager import LEADER_EPOCH
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("metamorphostreams.server")
 
 TRANSACTION_STATE_TOPIC = "__transaction_state"
-LOAD_READ_BYTES = 8 << 20  # per read while replaying __transaction_state
 MARKER_RETRY_S = 0.1  # a marker append that failed (disk full, ...) is retried, as Kafka does
 COORDINATOR_EPOCH = LEADER_EPOCH  # the coordinator epoch is the state partition's leader epoch
 
@@ -53,8 +54,7 @@ class TxnRuntime:
         self.num_partitions = self.config.state_log_num_partitions
         self.verification_enabled = self.config.transaction_partition_verification_enable
         self.coordinator = self._new_coordinator()
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = DeadlineTimer(self._on_timer)
         self._retry: asyncio.TimerHandle | None = None
         self._unwritten: list[TxnMarkers] = []
         self._written: dict[int, dict[tuple[str, int], ErrorCode]] = {}
@@ -94,10 +94,7 @@ class TxnRuntime:
         """Forget what is in memory and replay what is on disk: after a record could not be
         appended, the coordinator goes back to the last state it persisted (Kafka reverts
         the transaction's pending state the same way), and retried requests meet that."""
-        for handle in (self._timer, self._retry):
-            if handle is not None:
-                handle.cancel()
-        self._timer = self._retry = None
+        self._stop_timers()
         self._unwritten.clear()
         self._written.clear()
         self.coordinator = self._new_coordinator()
@@ -108,37 +105,30 @@ class TxnRuntime:
         plog = self.broker.replicas.get_log(TRANSACTION_STATE_TOPIC, partition)
         if plog is None:
             return 0
-        offset = plog.log_start_offset
         count = 0
-        while offset < plog.high_watermark:
-            result = plog.read(
-                offset, LOAD_READ_BYTES, max_offset=plog.high_watermark, min_one_message=True
-            )
-            if result.error != ErrorCode.NONE or result.size == 0:
-                break
-            for header, records in iter_batches(result.read_bytes()):
-                if not header.is_control:
-                    for record in records:
-                        if record.key is not None:
-                            self.coordinator.replay(
-                                CoordinatorRecord(partition, record.key, record.value)
-                            )
-                            count += 1
-                offset = header.next_offset
+
+        def visit(header: BatchHeader, records: list[Record]) -> None:
+            nonlocal count
+            if header.is_control:
+                return
+            for record in records:
+                if record.key is not None:
+                    self.coordinator.replay(CoordinatorRecord(partition, record.key, record.value))
+                    count += 1
+
+        replay_partition(plog, visit)
         return count
 
     def stop(self) -> None:
-        """Answer parked requests (NOT_COORDINATOR, as Kafka does on unload); stop timers."""
-        for handle in (self._timer, self._retry):
-            if handle is not None:
-                handle.cancel()
-        self._timer = self._retry = None
-        try:
-            result = self.coordinator.unload(self.broker.now_ms())
-        except Exception:
-            log.exception("transaction coordinator unload failed")
-            return
-        self._complete(result.completions)
+        """Stop the timers and forget the transactions (nothing is parked here)."""
+        self._stop_timers()
+        self.coordinator.unload(self.broker.now_ms())
+
+    def _stop_timers(self) -> None:
+        self._timer.cancel()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
 
     # -- requests ------------------------------------------------------------------------
 
@@ -158,20 +148,11 @@ class TxnRuntime:
     async def call(
         self, handler: Callable[[int, Any, int], TxnResult], request: Any, version: int
     ) -> Any:
-        """Run one coordinator handler; wait for the answer if the request was parked."""
+        """Run one coordinator handler; its records are written before it is answered."""
         self.ensure_state_topic()
         result = handler(self.broker.now_ms(), request, version)
         self._apply(result)
-        if result.pending is None:
-            return result.response
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[result.pending] = future
-        try:
-            return await future
-        except asyncio.CancelledError:
-            self._pending.pop(result.pending, None)
-            self.coordinator.cancel(result.pending)
-            raise
+        return result.response
 
     def verify_partition(
         self,
@@ -212,23 +193,16 @@ class TxnRuntime:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _complete(self, completions: list[tuple[int, Any]]) -> None:
-        for pending_id, response in completions:
-            future = self._pending.pop(pending_id, None)
-            if future is not None and not future.done():
-                future.set_result(response)
-
     def _apply(self, result: TxnResult) -> None:
         """Make one decision happen: its records first, then its answers and markers."""
         markers = list(result.markers)
         while True:
             if result.records:
                 self._append(result.records)
-            self._complete(result.completions)
             if not markers:
                 break
             # Markers complete synchronously here; what their completion decides is applied
-            # in turn (it may complete parked requests, or ask for markers to be retried).
+            # in turn (its Complete record, or markers to retry).
             result = self._write_markers(markers.pop(0))
             markers.extend(result.markers)
         self._reschedule()
@@ -290,7 +264,7 @@ class TxnRuntime:
                 dataclasses.replace(markers, partitions=tuple(tp for tp, _ in failed))
             )
             self._schedule_retry()
-            return TxnResult(records=[], completions=[], markers=[])
+            return TxnResult()
         del self._written[markers.marker_id]
         return self.coordinator.markers_written(now, markers.marker_id, written)
 
@@ -333,22 +307,14 @@ class TxnRuntime:
         self._retry = None
         unwritten, self._unwritten = self._unwritten, []
         try:
-            self._apply(TxnResult(records=[], completions=[], markers=unwritten))
+            self._apply(TxnResult(markers=unwritten))
         except Exception:
             log.exception("transaction marker retry failed")
 
     def _reschedule(self) -> None:
-        deadline = self.coordinator.next_deadline_ms()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if deadline is None:
-            return
-        delay = max(0.0, (deadline - self.broker.now_ms()) / 1000)
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer.reschedule(self.coordinator.next_deadline_ms(), self.broker.now_ms())
 
     def _on_timer(self) -> None:
-        self._timer = None
         try:
             self._apply(self.coordinator.poll(self.broker.now_ms()))
         except Exception:

@@ -10,9 +10,7 @@ Prepare record is written, before the markers, as Kafka does.
 
 Nothing waits in this coordinator: where Kafka makes a client wait (an InitProducerId that
 must first abort an ongoing transaction, an EndTxn retried while markers are being written)
-it answers CONCURRENT_TRANSACTIONS and the client retries. ``pending``/``completions`` of
-``TxnResult`` and ``cancel`` exist for the server's driver, which treats both coordinators
-alike; they stay empty.
+it answers CONCURRENT_TRANSACTIONS and the client retries, so every call has its answer.
 
 Timers (Kafka's periodic abort of timed-out transactions and expiry of idle transactional
 ids) run from ``poll`` and before every request; ``next_deadline_ms`` says when. At
@@ -89,12 +87,10 @@ END_TXN_EPOCH_BUMP_VERSION = 5  # KIP-890 part 2: the client runs transaction ve
 
 @dataclass
 class TxnResult:
-    """What one call produced: records first, then the response, completions, markers."""
+    """What one call produced: records first, then the response, then markers to write."""
 
     records: list[CoordinatorRecord] = field(default_factory=list)
     response: Any | None = None
-    pending: int | None = None
-    completions: list[tuple[int, Any]] = field(default_factory=list)
     markers: list[TxnMarkers] = field(default_factory=list)
 
 
@@ -238,9 +234,6 @@ class TransactionCoordinator:
 
     def next_deadline_ms(self) -> int | None:
         return self._timers.next_deadline()
-
-    def cancel(self, pending_id: int) -> None:
-        """Nothing parks in this coordinator; kept for the server's common driver."""
 
     # -- InitProducerId ------------------------------------------------------------------
 
