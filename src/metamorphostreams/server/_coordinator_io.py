@@ -1,17 +1,34 @@
-"""What the group and transaction runtimes share: reading a coordinator's partition back at
-start-up, and the one loop timer that wakes a coordinator at its next deadline."""
+"""What the group and transaction runtimes share: creating a coordinator's internal topic,
+reading its partitions back at start-up, and the one loop timer that wakes a coordinator at
+its next deadline."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..protocol.errors import ErrorCode
 from ..protocol.record_batch import BatchHeader
 from ..protocol.records import Record, iter_batches
 from ..storage import PartitionLog
 
+if TYPE_CHECKING:
+    from .broker import Broker
+
 LOAD_READ_BYTES = 8 << 20  # per read while replaying a coordinator's partition
+
+
+def ensure_internal_topic(broker: Broker, name: str, partitions: int, segment_bytes: int) -> None:
+    """Create a coordinator's compacted topic on first use, as Kafka does on FindCoordinator
+    (in a cluster in the background: clients retry until it is there)."""
+    if name in broker.metadata.topics:
+        return
+    configs = {"cleanup.policy": "compact", "segment.bytes": str(segment_bytes)}
+    if broker.cluster is not None:
+        broker.cluster.ensure_topic(name, partitions, configs)
+        return
+    broker.replicas.create_topic(name, partitions, configs)
 
 
 def replay_partition(

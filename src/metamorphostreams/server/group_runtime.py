@@ -23,7 +23,7 @@ from ..protocol.errors import DecodeError, ErrorCode
 from ..protocol.record_batch import BatchHeader
 from ..protocol.records import ControlRecordType, Record, build_batch, parse_control_key
 from ..storage import AppendOrigin
-from ._coordinator_io import DeadlineTimer, replay_partition
+from ._coordinator_io import DeadlineTimer, ensure_internal_topic, replay_partition
 from .replica_manager import LEADER_EPOCH
 
 if TYPE_CHECKING:
@@ -123,16 +123,12 @@ class GroupRuntime:
 
     def ensure_offsets_topic(self) -> None:
         """Create ``__consumer_offsets`` on first use, as Kafka does on FindCoordinator."""
-        if OFFSETS_TOPIC in self.broker.metadata.topics:
-            return
-        configs = {
-            "cleanup.policy": "compact",  # an internal topic of Kafka's, compacted
-            "segment.bytes": str(self.coordinator.config.offsets_topic_segment_bytes),
-        }
-        if self.broker.cluster is not None:  # created in the background; clients retry
-            self.broker.cluster.ensure_topic(OFFSETS_TOPIC, self.num_partitions, configs)
-            return
-        self.broker.replicas.create_topic(OFFSETS_TOPIC, self.num_partitions, configs)
+        ensure_internal_topic(
+            self.broker,
+            OFFSETS_TOPIC,
+            self.num_partitions,
+            self.coordinator.config.offsets_topic_segment_bytes,
+        )
 
     async def call(
         self, handler: Callable[[int, Any, int], Result], request: Any, version: int

@@ -29,7 +29,7 @@ from ..protocol.errors import DecodeError, ErrorCode
 from ..protocol.features import finalized_level
 from ..protocol.record_batch import BatchHeader
 from ..protocol.records import Record, build_batch
-from ._coordinator_io import DeadlineTimer, replay_partition
+from ._coordinator_io import DeadlineTimer, ensure_internal_topic, replay_partition
 from .connection import CloseConnection
 from .group_runtime import OFFSETS_TOPIC
 from .replica_manager import LEADER_EPOCH
@@ -134,16 +134,12 @@ class TxnRuntime:
 
     def ensure_state_topic(self) -> None:
         """Create ``__transaction_state`` on first use, as Kafka does on FindCoordinator."""
-        if TRANSACTION_STATE_TOPIC in self.broker.metadata.topics:
-            return
-        configs = {
-            "cleanup.policy": "compact",
-            "segment.bytes": str(self.config.state_log_segment_bytes),
-        }
-        if self.broker.cluster is not None:  # created in the background; clients retry
-            self.broker.cluster.ensure_topic(TRANSACTION_STATE_TOPIC, self.num_partitions, configs)
-            return
-        self.broker.replicas.create_topic(TRANSACTION_STATE_TOPIC, self.num_partitions, configs)
+        ensure_internal_topic(
+            self.broker,
+            TRANSACTION_STATE_TOPIC,
+            self.num_partitions,
+            self.config.state_log_segment_bytes,
+        )
 
     async def call(
         self, handler: Callable[[int, Any, int], TxnResult], request: Any, version: int
