@@ -133,10 +133,13 @@ def test_kafka_python_group_member_leaves(broker_factory: BrokerFactory) -> None
     log = GroupLog()
     members = {n: _KafkaPythonMember(n, broker.bootstrap, group, topic, log) for n in "abc"}
     try:
-        produce_numbered(broker.bootstrap, topic, _batch(0), PARTITIONS)
+        # Records only once the group has settled: a member that got every partition before
+        # the others joined would otherwise be committing when the rebalance ends, and that
+        # commit fails (CommitFailedError) against any Kafka.
         for member in members.values():
             member.start()
         log.wait_for(_sizes(log, {"a": 2, "b": 2, "c": 2}), "2 partitions per member")
+        produce_numbered(broker.bootstrap, topic, _batch(0), PARTITIONS)
         log.wait_for_processed(_batch(0))
         before = log.assignments()
 
@@ -205,8 +208,9 @@ async def _aiokafka_scenario(bootstrap: str, topic: str, group: str, log: GroupL
         for n in "abc"
     }
     try:
-        await asyncio.to_thread(produce_numbered, bootstrap, topic, _batch(0), PARTITIONS)
+        # Records only once the group has settled (see the kafka-python test).
         await _wait(log, _sizes(log, {"a": 2, "b": 2, "c": 2}), "2 partitions per member")
+        await asyncio.to_thread(produce_numbered, bootstrap, topic, _batch(0), PARTITIONS)
         await _wait(log, lambda: log.has_processed(_batch(0)), "batch 0 processed")
         before = log.assignments()
 
