@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -65,6 +66,12 @@ def kazoo_factory(zk_hosts: str) -> Generator[Callable[..., KazooClient], None, 
 SESSION_TIMEOUT_MS = 2000  # a killed broker's registration goes away within ~2 s
 
 
+def _metadata_brokers(bootstrap: str) -> list[int]:
+    from helpers.kafka_wire import metadata
+
+    return [b.node_id for b in metadata(bootstrap, []).brokers]
+
+
 class BrokerCluster:
     """N `mms broker --zookeeper` processes on one chroot of the session's ZooKeeper."""
 
@@ -102,7 +109,20 @@ class BrokerCluster:
             t.join()
         if errors:
             raise errors[0]
+        self.wait_for_membership()
         return self
+
+    def wait_for_membership(self, limit_s: float = 30.0) -> None:
+        """Until every running broker's metadata lists every running broker (registrations
+        reach the others through ZooKeeper watches, a moment after each start)."""
+        running = [b for b in self.brokers if b.running]
+        want = sorted(b.broker_id for b in running)
+        deadline = time.monotonic() + limit_s
+        for broker in running:
+            while sorted(_metadata_brokers(broker.bootstrap)) != want:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"broker {broker.broker_id} never saw brokers {want}")
+                time.sleep(0.05)
 
     @property
     def bootstrap(self) -> str:

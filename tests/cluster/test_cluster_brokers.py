@@ -1,4 +1,4 @@
-"""Three real broker processes join one cluster through a real ZooKeeper (replication factor 1):
+"""Three real broker processes join one cluster through a real ZooKeeper:
 membership, placement, leadership, coordinators, as real clients see them."""
 
 from __future__ import annotations
@@ -50,20 +50,26 @@ def test_three_brokers_join_with_a_controller(cluster3: BrokerCluster) -> None:
     assert ports == {b.broker_id: b.port for b in cluster3.brokers}
 
 
-def test_replication_factor_3_is_refused(cluster3: BrokerCluster) -> None:
+def test_replication_beyond_the_brokers_is_refused(cluster3: BrokerCluster) -> None:
     client = admin(cluster3.bootstrap)
-    futures = client.create_topics([NewTopic("rf3", 3, 3)])
-    error = admin_error(futures["rf3"])
-    assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR
-    assert "replication is not built yet" in error.str()
     futures = client.create_topics([NewTopic("rf4", 3, 4)])
     error = admin_error(futures["rf4"])
     assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR
     assert "only 3 broker(s) are registered" in error.str()
-    futures = client.create_topics([NewTopic("ra2", 1, replica_assignment=[[0, 1]])])
-    error = admin_error(futures["ra2"])
-    assert error.code() == KafkaError.INVALID_REPLICATION_FACTOR
-    assert "replication is not built yet" in error.str()
+    futures = client.create_topics([NewTopic("ra9", 1, replica_assignment=[[0, 9]])])
+    error = admin_error(futures["ra9"])
+    assert error.code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    futures = client.create_topics([NewTopic("ra-mixed", 2, replica_assignment=[[0, 1], [2]])])
+    error = admin_error(futures["ra-mixed"])
+    assert error.code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    futures = client.create_topics([NewTopic("ra2", 1, replica_assignment=[[2, 0]])])
+    futures["ra2"].result(timeout=30)
+    wait_until(
+        lambda: [(m.leader, list(m.replicas)) for m in
+                 admin(cluster3.brokers[1].bootstrap).list_topics("ra2", timeout=10)
+                 .topics["ra2"].partitions.values()] == [(2, [2, 0])],
+        "ra2 led by its first replica",
+    )  # fmt: skip
 
 
 def test_partitions_spread_and_a_group_reads_them_all(cluster3: BrokerCluster) -> None:

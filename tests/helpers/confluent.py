@@ -41,10 +41,14 @@ def create_topic(
     name: str,
     partitions: int,
     config: Mapping[str, str] | None = None,
+    replication_factor: int = 1,
 ) -> None:
     client = admin(bootstrap)
     topic = NewTopic(
-        name, num_partitions=partitions, replication_factor=1, config=dict(config or {})
+        name,
+        num_partitions=partitions,
+        replication_factor=replication_factor,
+        config=dict(config or {}),
     )
     futures = client.create_topics([topic], operation_timeout=ADMIN_TIMEOUT_S)
     futures[name].result(timeout=ADMIN_TIMEOUT_S)

@@ -1,65 +1,97 @@
-"""Partition placement and partition state in ZooKeeper, for replication factor 1.
+"""Partition state in ZooKeeper: creation, the controller's leader election, the leader's ISR
+writes.
 
-Placement is Kafka's AdminUtils.assignReplicasToBrokers without racks: brokers sorted by id,
-partition p's first replica on broker ``(start + p) % n`` with a random ``start``. With one
-replica per partition that replica is also the preferred leader.
+Partition state (``/brokers/topics/T/partitions/P/state``) is created with the topic, in the
+same transaction (leader = the first live replica, leader epoch 0, ISR = the live replicas).
+Afterwards two writers change it, each with a write conditional on the znode version (the
+partition epoch), so neither overwrites what it has not seen:
 
-Partition state (``/brokers/topics/T/partitions/P/state``) is written once at creation (leader
-= the replica, leader epoch 0, ISR = [leader]) in the same transaction as the topic, and
-afterwards only by the controller (``reconcile_leaders``) behind its epoch check: a replica
-whose broker is not registered loses its leadership (leader -1, the ISR keeps the last
-member, as Kafka does with unclean election off), and gets it back, one leader epoch later,
-when its broker registers again.
+- the controller (``elect_leaders``, behind its epoch check): ``elect`` is Kafka's offline
+  partition election with ``unclean.leader.election.enable`` per topic;
+- the leader (``update_isr``), shrinking and expanding its ISR as Kafka's ZooKeeper-era
+  leaders did.
 
-Every function here blocks on ZooKeeper: call it from a worker thread.
+An ISR change keeps the leader epoch (the znode version is the partition epoch); only a new
+leader, or the loss of one, bumps it.
+
+Every function here that takes a client blocks on ZooKeeper: call it from a worker thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NoNodeError
 
+from . import placement
 from . import zk_paths as zp
 from .zk_controller import ControllerContext
 from .zk_txn import CreateOp, SetDataOp, TransactionFailed
 
 __all__ = [
     "assign_replicas",
+    "elect",
+    "elect_leaders",
+    "initial_partition_state",
     "live_brokers",
     "partition_state_ops",
     "read_partition_state",
     "reconcile_leaders",
+    "update_isr",
 ]
 
 log = logging.getLogger(__name__)
+
+INITIAL_LEADER_EPOCH = 0
 
 
 def assign_replicas(
     brokers: list[int], partitions: int, first: int = 0, start: int | None = None
 ) -> dict[int, list[int]]:
-    """One replica per partition, round robin over ``brokers`` from a random start."""
-    ordered = sorted(brokers)
-    if not ordered:
-        raise ValueError("no broker is registered")
-    if start is None:
-        start = random.randrange(len(ordered))
-    return {p: [ordered[(start + p) % len(ordered)]] for p in range(first, first + partitions)}
+    """One replica per partition (placement.assign_replicas, rack-unaware, RF 1)."""
+    if partitions <= 0:
+        return {}
+    racks: dict[int, str | None] = dict.fromkeys(brokers)
+    return placement.assign_replicas(racks, partitions, 1, first_partition=first, start_index=start)
+
+
+# -- creation ---------------------------------------------------------------------------------
+
+
+def initial_partition_state(
+    replicas: list[int], controller_epoch: int, live: set[int] | None = None
+) -> zp.PartitionState:
+    """A new partition: leader = the first live replica, ISR = the live replicas in assignment
+    order (all of them when ``live`` is None); no live replica: no leader, ISR = replicas."""
+    isr = [r for r in replicas if live is None or r in live]
+    if not isr:
+        return zp.PartitionState(
+            zp.NO_LEADER, INITIAL_LEADER_EPOCH, tuple(replicas), controller_epoch
+        )
+    return zp.PartitionState(isr[0], INITIAL_LEADER_EPOCH, tuple(isr), controller_epoch)
 
 
 def partition_state_ops(
-    topic: str, assignment: Mapping[int, list[int]], controller_epoch: int, *, with_root: bool
+    topic: str,
+    assignment: Mapping[int, list[int]],
+    controller_epoch: int,
+    *,
+    with_root: bool,
+    live: set[int] | None = None,
 ) -> list[CreateOp]:
-    """Create each partition's state znode (leader = first replica, epoch 0)."""
+    """Create each partition's znode and state znode (``initial_partition_state``)."""
     ops = [CreateOp(zp.topic_partitions_path(topic))] if with_root else []
     for p, replicas in sorted(assignment.items()):
-        state = zp.PartitionState(replicas[0], 0, (replicas[0],), controller_epoch)
+        state = initial_partition_state(replicas, controller_epoch, live)
         ops.append(CreateOp(zp.partition_path(topic, p)))
         ops.append(CreateOp(zp.partition_state_path(topic, p), state.encode()))
     return ops
+
+
+# -- reading ----------------------------------------------------------------------------------
 
 
 def current_controller_epoch(client: KazooClient) -> int:
@@ -92,34 +124,153 @@ def live_brokers(client: KazooClient) -> dict[int, zp.BrokerRegistration]:
     return found
 
 
-def reconcile_leaders(
-    ctx: ControllerContext, assignments: Mapping[str, zp.TopicAssignment], live: set[int]
-) -> int:
-    """Make each partition's leader its replica when that broker is live, else -1.
+# -- the controller's election (pure) -------------------------------------------------------
 
-    Writes go through ``ctx.fenced_write`` with the state's znode version; returns how many
-    states changed. Raises ControllerMovedError when another controller took over.
+
+def elect(
+    state: zp.PartitionState,
+    replicas: list[int],
+    live: set[int],
+    *,
+    controller_epoch: int,
+    unclean: bool = False,
+) -> zp.PartitionState | None:
+    """The state the controller writes for a partition, or None when it stays as it is.
+
+    A broker is eligible when it is live and one of ``replicas``. An eligible leader keeps
+    leading; the ISR loses its ineligible members, same leader epoch. Otherwise the first
+    replica (assignment order) that is eligible and in the ISR leads, leader epoch + 1, ISR =
+    its eligible members. With none: ``unclean`` elects the first live replica alone in the
+    ISR, leader recovery RECOVERING; else no leader (epoch + 1 if there was one), ISR kept
+    so that any of its members can lead again when it returns.
+    """
+    if not replicas:
+        return None
+    eligible = [b for b in replicas if b in live]
+    isr = tuple(b for b in state.isr if b in eligible)
+    if state.leader in eligible:
+        if isr == state.isr:
+            return None
+        return _changed(state, state.leader, state.leader_epoch, isr, controller_epoch)
+    candidates = [b for b in replicas if b in isr]
+    if candidates:
+        return _changed(state, candidates[0], state.leader_epoch + 1, isr, controller_epoch)
+    if unclean and eligible:
+        new = _changed(state, eligible[0], state.leader_epoch + 1, (eligible[0],), controller_epoch)
+        return dataclasses.replace(new, leader_recovery_state=zp.LEADER_RECOVERY_RECOVERING)
+    if state.leader == zp.NO_LEADER:
+        return None
+    return _changed(state, zp.NO_LEADER, state.leader_epoch + 1, state.isr, controller_epoch)
+
+
+def _changed(
+    state: zp.PartitionState,
+    leader: int,
+    leader_epoch: int,
+    isr: tuple[int, ...],
+    controller_epoch: int,
+) -> zp.PartitionState:
+    return dataclasses.replace(
+        state, leader=leader, leader_epoch=leader_epoch, isr=isr, controller_epoch=controller_epoch
+    )
+
+
+# -- the controller's writes ----------------------------------------------------------------
+
+
+def elect_leaders(
+    ctx: ControllerContext,
+    assignments: Mapping[str, zp.TopicAssignment],
+    live: set[int],
+    *,
+    unclean: Callable[[str], bool] = lambda topic: False,
+) -> int:
+    """Apply ``elect`` to every partition's state znode; returns how many changed.
+
+    ``unclean(topic)``: the topic's ``unclean.leader.election.enable``. Each write goes through
+    ``ctx.fenced_write`` with the state's znode version; a state changed or deleted meanwhile
+    is skipped (the next pass sees it). Raises ControllerMovedError when another controller
+    took over.
     """
     changed = 0
     for topic, assignment in assignments.items():
-        for p, replicas in assignment.partitions.items():
-            if not replicas:
-                continue
-            state = read_partition_state(ctx.client, topic, p)
-            if state is None:
-                continue  # being created or deleted
-            wanted = replicas[0] if replicas[0] in live else zp.NO_LEADER
-            if state.leader == wanted:
-                continue
-            isr = state.isr if wanted == zp.NO_LEADER else (wanted,)
-            new = zp.PartitionState(wanted, state.leader_epoch + 1, isr, ctx.epoch)
-            path = zp.partition_state_path(topic, p)
-            try:
-                ctx.fenced_write([SetDataOp(path, new.encode(), state.zk_version)])
-            except TransactionFailed as e:
-                if isinstance(e.error, BadVersionError | NoNodeError):
-                    continue  # changed meanwhile; the next pass sees it
-                raise
-            log.info("partition %s-%d: leader %d -> %d", topic, p, state.leader, wanted)
-            changed += 1
+        allow_unclean = unclean(topic)
+        for p, replicas in sorted(assignment.partitions.items()):
+            if _elect_partition(ctx, topic, p, replicas, live, allow_unclean):
+                changed += 1
     return changed
+
+
+def _elect_partition(
+    ctx: ControllerContext,
+    topic: str,
+    partition: int,
+    replicas: list[int],
+    live: set[int],
+    unclean: bool,
+) -> bool:
+    try:
+        state = read_partition_state(ctx.client, topic, partition)
+    except zp.ZkDataError:
+        log.warning("partition %s-%d: unreadable state, not electing", topic, partition)
+        return False
+    if state is None:
+        return False  # being created or deleted
+    new = elect(state, replicas, live, controller_epoch=ctx.epoch, unclean=unclean)
+    if new is None:
+        return False
+    path = zp.partition_state_path(topic, partition)
+    try:
+        ctx.fenced_write([SetDataOp(path, new.encode(), state.zk_version)])
+    except TransactionFailed as e:
+        if isinstance(e.error, BadVersionError | NoNodeError):
+            return False  # changed meanwhile; the next pass sees it
+        raise
+    _log_change(topic, partition, state, new)
+    return True
+
+
+def _log_change(topic: str, partition: int, old: zp.PartitionState, new: zp.PartitionState) -> None:
+    tp = f"{topic}-{partition}"
+    if new.leader == old.leader:
+        log.info("partition %s: ISR %s -> %s", tp, list(old.isr), list(new.isr))
+        return
+    # A clean election picks an ISR member; anything else may have lost committed records.
+    how = "unclean " if new.leader != zp.NO_LEADER and new.leader not in old.isr else ""
+    log.info(
+        "partition %s: %sleader %d -> %d, leader epoch %d, ISR %s",
+        *(tp, how, old.leader, new.leader, new.leader_epoch, list(new.isr)),
+    )
+
+
+def reconcile_leaders(
+    ctx: ControllerContext, assignments: Mapping[str, zp.TopicAssignment], live: set[int]
+) -> int:
+    """``elect_leaders`` with unclean election off everywhere."""
+    return elect_leaders(ctx, assignments, live)
+
+
+# -- the leader's writes ----------------------------------------------------------------------
+
+
+def update_isr(
+    client: KazooClient,
+    topic: str,
+    partition: int,
+    current: zp.PartitionState,
+    isr: tuple[int, ...],
+    *,
+    leader_recovery_state: int | None = None,
+) -> zp.PartitionState | None:
+    """The leader's ISR change: ``current`` with ``isr`` (and ``leader_recovery_state``, when
+    given: RECOVERED once an unclean leader recovered), written only over ``current``'s znode
+    version. The new state, or None when the state changed or went away (re-read it)."""
+    new = dataclasses.replace(current, isr=tuple(isr))
+    if leader_recovery_state is not None:
+        new = dataclasses.replace(new, leader_recovery_state=leader_recovery_state)
+    path = zp.partition_state_path(topic, partition)
+    try:
+        stat = client.set(path, new.encode(), version=current.zk_version)
+    except (BadVersionError, NoNodeError):
+        return None
+    return dataclasses.replace(new, zk_version=stat.version)

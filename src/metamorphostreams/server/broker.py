@@ -134,6 +134,8 @@ class Broker:
         self.groups.start()
         self.transactions = TxnRuntime(self)
         self.transactions.start()
+        if self.cluster is not None:
+            self.cluster.coordinators_started()
         self._server = await asyncio.get_running_loop().create_server(
             self._new_connection, self.host, self.port, reuse_address=True, backlog=1024
         )
@@ -166,6 +168,8 @@ class Broker:
         """Stop accepting, close connections, flush and write the clean-shutdown marker."""
         if self._server is None:
             return
+        if self.cluster is not None:
+            await self.cluster.controlled_shutdown()
         self._server.close()
         await self._close_connections()
         for task in self._tasks:

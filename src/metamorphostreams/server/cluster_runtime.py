@@ -1,4 +1,4 @@
-"""A broker in a cluster: ZooKeeper membership, partition placement and leadership (RF=1).
+"""A broker in a cluster: ZooKeeper membership, partition placement, leadership, replication.
 
 Only a broker started with ``zookeeper.connect`` has one (``broker.cluster``); a standalone
 broker never builds it, and its handlers take the standalone path after one ``is None`` check.
@@ -8,11 +8,16 @@ What it does, on the broker's loop:
   store; registers ``/brokers/ids/N`` once the listener is bound; runs for controller;
 - keeps views the handlers read: live brokers (``/brokers/ids``), partition states (a watch
   per ``/brokers/topics/T/partitions/P/state``), the controller id;
-- opens and leads the logs of the partitions assigned to this broker, and deletes the logs of
-  partitions no longer assigned here (topic deleted), after every view change;
-- as controller: carries out topic deletions (``/admin/delete_topics``) and moves each
-  partition's leadership to -1 when its broker is gone, back when it returns
-  (``zk_partitions.reconcile_leaders``, every write fenced by the controller epoch).
+- after every view change, makes each partition assigned here a leader or a follower as its
+  partition state says (the replica manager starts or stops fetching), deletes the logs of
+  partitions no longer assigned here (topic deleted), and reloads the group and transaction
+  coordinators when the internal partitions led here changed;
+- as leader, writes the ISR changes the replica manager asks for (version-checked writes of
+  the partition state, as Kafka's ZooKeeper-era leaders did), and shrinks ISRs every
+  ``replica.lag.time.max.ms`` / 2;
+- as controller: carries out topic deletions (``/admin/delete_topics``) and elects leaders
+  from the ISR when brokers leave and return, removing dead brokers from ISRs
+  (``zk_partitions.elect_leaders``, every write fenced by the controller epoch).
 
 Threads. Every ZooKeeper call runs on one worker thread (``self._zk``), never on the loop;
 kazoo's watch callbacks only read ZooKeeper and hand view changes to ``_deliver``
@@ -26,14 +31,17 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from ..cluster import zk_paths as zp
 from ..cluster.metadata import TopicInfo
+from ..cluster.placement import assign_replicas
 from ..cluster.zk_controller import (
     BrokerRegistrationConflict,
     ControllerContext,
@@ -41,11 +49,11 @@ from ..cluster.zk_controller import (
     ControllerMovedError,
 )
 from ..cluster.zk_partitions import (
-    assign_replicas,
     current_controller_epoch,
+    elect_leaders,
     live_brokers,
     partition_state_ops,
-    reconcile_leaders,
+    update_isr,
 )
 from ..cluster.zk_store import (
     TopicAlreadyMarkedForDeletion,
@@ -54,6 +62,7 @@ from ..cluster.zk_store import (
     ZkMetadataStore,
 )
 from ..protocol.errors import ErrorCode
+from ..replication.partition import IsrChange
 from .config import ConfigError
 
 if TYPE_CHECKING:
@@ -99,6 +108,8 @@ class ClusterRuntime:
         self._controller_lock = threading.Lock()
         self._controller_dirty = False
         self._creating: set[str] = set()
+        self._coordinator_partitions: dict[str, frozenset[int]] | None = None
+        self._isr_task: asyncio.Task[None] | None = None
         self._closed = False
         self._started = False  # the logs are open: view changes may now open and drop logs
 
@@ -140,14 +151,7 @@ class ClusterRuntime:
         # Producer-id blocks are claimed on the worker, ahead of need, never on the loop.
         await self._run(self.store.prefetch_producer_id_block)
         self.store.background = self._background
-        self._warn_internal_replication()
         return self.store
-
-    def _warn_internal_replication(self) -> None:
-        for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor"):
-            wanted = int(self.broker.config.props.get(key, "3"))
-            if wanted > 1:
-                log.warning("%s=%d lowered to 1: partitions are not replicated yet", key, wanted)
 
     async def register(self) -> None:
         """Register /brokers/ids/N with the bound endpoint and run for controller."""
@@ -172,13 +176,74 @@ class ClusterRuntime:
             raise ClusterStartError(str(e)) from None
         await self._run(self._watch_membership)
         self._sync()
+        self._isr_task = asyncio.get_running_loop().create_task(self._expire_isrs())
+
+    async def _expire_isrs(self) -> None:
+        """Kafka's isr-expiration task: every replica.lag.time.max.ms / 2."""
+        replicas = self.broker.replicas
+        interval_s = replicas.replication.lag_time_max_ms / 2000
+        while not self._closed:
+            await asyncio.sleep(interval_s)
+            try:
+                replicas.shrink_isrs()
+            except Exception:
+                log.exception("ISR expiration failed")
 
     def _watch_membership(self) -> None:
         ChildrenWatch(self.client, zp.BROKER_IDS_PATH, self._on_broker_ids)
         ChildrenWatch(self.client, zp.DELETE_TOPICS_PATH, self._on_delete_requests)
 
+    async def controlled_shutdown(self) -> None:
+        """Move leadership away before stopping (``controlled.shutdown.enable``, default
+        true): the broker withdraws its registration, so the controller elects new leaders
+        from the ISR and drops this broker from the ISRs, as it does for a dead broker but
+        while this one still serves; then waits (up to ``controlled.shutdown.max.retries``
+        x ``controlled.shutdown.retry.backoff.ms``) until it leads no partition that another
+        live in-sync replica could lead."""
+        props = self.broker.config.props
+        if str(props.get("controlled.shutdown.enable", "true")).strip().lower() != "true":
+            return
+        if self.elector is None or self._closed:
+            return
+        retries = int(props.get("controlled.shutdown.max.retries", 3))
+        backoff_ms = int(props.get("controlled.shutdown.retry.backoff.ms", 5000))
+        path = zp.broker_path(self.broker_id)
+
+        def withdraw() -> None:
+            try:
+                self.client.delete(path)
+            except NoNodeError:
+                pass
+
+        try:
+            await self._run(withdraw)
+        except Exception as e:
+            log.warning("controlled shutdown: cannot withdraw the registration: %s", e)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(retries, 1) * backoff_ms / 1000
+        while (movable := self._movable_leaderships()) and loop.time() < deadline:
+            await asyncio.sleep(DELETE_WAIT_POLL_S)
+        if movable:
+            log.warning("controlled shutdown: still leading %s", movable)
+        else:
+            log.info("controlled shutdown: leadership moved away")
+
+    def _movable_leaderships(self) -> list[str]:
+        """Partitions led here that another live in-sync replica could lead."""
+        movable = []
+        for topic, partition in self.broker.replicas.leaders or {}:
+            state = self.states.get((topic, partition))
+            isr = state.isr if state is not None else ()
+            if any(b != self.broker_id and b in self.brokers for b in isr):
+                movable.append(f"{topic}-{partition}")
+        return movable
+
     async def stop(self) -> None:
         self._closed = True
+        if self._isr_task is not None:
+            self._isr_task.cancel()
+        await self.broker.replicas.close_fetchers()
         if self.elector is not None:
             await self._run(self.elector.close)
         self.store.stop_watching()
@@ -298,19 +363,90 @@ class ClusterRuntime:
                 except Exception:
                     continue
                 assignments[name] = zp.TopicAssignment.decode(name, data)
-            reconcile_leaders(ctx, assignments, live)
+            elect_leaders(ctx, assignments, live, unclean=self._unclean_allowed)
         except ControllerMovedError:
             log.info("controller moved; this broker stops acting as controller")
         except Exception:
             if not self._closed:
                 log.exception("controller pass failed")
 
+    def _unclean_allowed(self, topic: str) -> bool:
+        info = self.store.topics.get(topic)
+        value = info.configs.get("unclean.leader.election.enable") if info is not None else None
+        if value is None:
+            value = self.broker.config.props.get("unclean.leader.election.enable", "false")
+        return str(value).strip().lower() == "true"
+
+    # -- ISR writes (loop; ZooKeeper on the worker) ---------------------------------------
+
+    def _write_isr(self, topic: str, partition: int, change: IsrChange) -> None:
+        """Write a leader's new ISR to the partition state, expected at the version the
+        leader knew; the answer goes back to the replica manager on the loop."""
+        key = (topic, partition)
+        state = self.states.get(key)
+        replicas = self.broker.replicas
+        if state is None:
+            replicas.isr_written(topic, partition, change, None)
+            return
+        current = replace(state, zk_version=change.zk_version)
+
+        def write() -> None:
+            try:
+                new = update_isr(self.client, topic, partition, current, change.isr)
+            except Exception as e:
+                log.warning("%s-%d: cannot write the ISR %s: %s", topic, partition, change.isr, e)
+                new = None
+
+            def apply() -> None:
+                version = None if new is None else new.zk_version
+                if new is not None:
+                    known = self.states.get(key)
+                    if known is None or known.zk_version < new.zk_version:
+                        self.states[key] = new
+                replicas.isr_written(topic, partition, change, version)
+
+            self._deliver(apply)
+
+        self._background(write)
+
     # -- the view: logs follow the assignment (loop) ------------------------------------
 
     def sync_now(self) -> None:
         """Open this broker's logs at start-up, before the coordinators replay them."""
+        self.broker.replicas.enable_replication(self.endpoint, self._write_isr)
         self._started = True
         self._sync()
+
+    def coordinators_started(self) -> None:
+        """The coordinators replayed what is led here: from now on, changes reload them."""
+        self._coordinator_partitions = self._led_coordinator_partitions()
+
+    def _led_coordinator_partitions(self) -> dict[str, frozenset[int]]:
+        from .group_runtime import OFFSETS_TOPIC
+        from .txn_runtime import TRANSACTION_STATE_TOPIC
+
+        leaders = self.broker.replicas.leaders or {}
+        return {
+            name: frozenset(p for (t, p) in leaders if t == name)
+            for name in (OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC)
+        }
+
+    def _reload_coordinators(self) -> None:
+        from .group_runtime import OFFSETS_TOPIC
+
+        before = self._coordinator_partitions
+        if before is None:
+            return
+        now = self._led_coordinator_partitions()
+        self._coordinator_partitions = now
+        for name, led in now.items():
+            if led == before.get(name):
+                continue
+            log.info("%s partitions led here: %s", name, sorted(led))
+            if name == OFFSETS_TOPIC:
+                self.broker.groups.reload()
+            else:
+                self.broker.transactions.reload()
 
     def _sync(self) -> None:
         """Open and lead this broker's partitions; drop logs of partitions gone from here."""
@@ -329,11 +465,26 @@ class ClusterRuntime:
                 key = (name, p)
                 if key not in self._watched_states:
                     unwatched.append(key)
-                if brokers and brokers[0] == self.broker_id:
-                    mine.add(key)
-                    state = self.states.get(key)
-                    epoch = state.leader_epoch if state is not None and state.leader >= 0 else 0
-                    replicas.lead(name, p, cfg, epoch)
+                if self.broker_id not in brokers:
+                    continue
+                mine.add(key)
+                state = self.states.get(key)
+                if state is None:
+                    continue  # the state's watch has not reported yet
+                if state.leader == self.broker_id:
+                    replicas.become_leader(
+                        name,
+                        p,
+                        cfg,
+                        leader_epoch=state.leader_epoch,
+                        replicas=tuple(brokers),
+                        isr=state.isr,
+                        zk_version=state.zk_version,
+                    )
+                else:
+                    replicas.become_follower(
+                        name, p, cfg, leader=state.leader, leader_epoch=state.leader_epoch
+                    )
         gone_topics: set[str] = set()
         for plog in list(replicas.logs.all_logs()):
             key = (plog.topic, plog.partition)
@@ -346,6 +497,7 @@ class ClusterRuntime:
         if unwatched:
             self._watched_states.update(unwatched)
             self._zk.submit(self._watch_states, unwatched)
+        self._reload_coordinators()
 
     # -- queries (loop) ------------------------------------------------------------------
 
@@ -365,6 +517,10 @@ class ClusterRuntime:
             return None
         ep = reg.endpoints[0]
         return ep.host or "", ep.port
+
+    def isr_of(self, topic: str, partition: int) -> list[int]:
+        state = self.states.get((topic, partition))
+        return list(state.isr) if state is not None else []
 
     def replicas_of(self, topic: str, partition: int) -> list[int]:
         assignment = self.store.assignments.get(topic)
@@ -395,11 +551,17 @@ class ClusterRuntime:
     # -- topic admin (loop; ZooKeeper on the worker) ------------------------------------
 
     def placement(
-        self, partitions: int, assignment: dict[int, list[int]] | None = None
+        self,
+        partitions: int,
+        assignment: dict[int, list[int]] | None = None,
+        replication_factor: int = 1,
     ) -> dict[int, list[int]]:
+        """Kafka's replica placement over the live brokers (rack-aware when they all have a
+        rack). Raises PlacementError."""
         if assignment is not None:
             return assignment
-        return assign_replicas(self.live_broker_ids(), partitions)
+        racks = {b: reg.rack for b, reg in self.brokers.items()}
+        return assign_replicas(racks, partitions, replication_factor)
 
     async def create_topic(
         self,
@@ -407,19 +569,46 @@ class ClusterRuntime:
         partitions: int,
         configs: dict[str, str],
         assignment: dict[int, list[int]] | None = None,
+        *,
+        replication_factor: int = 1,
     ) -> TopicInfo:
         """Place the partitions, write the topic and its partition states in one transaction.
-        Raises TopicExistsError."""
-        placed = self.placement(partitions, assignment)
+        Raises TopicExistsError, PlacementError."""
+        placed = self.placement(partitions, assignment, replication_factor)
+        live = set(self.brokers)
 
         def create() -> TopicInfo:
             epoch = current_controller_epoch(self.client)
-            ops = partition_state_ops(name, placed, epoch, with_root=True)
+            ops = partition_state_ops(name, placed, epoch, with_root=True, live=live)
             return self.store.create_topic(name, partitions, configs, placed, extra_ops=ops)
 
         info = await self._run(create)
         log.info("created topic %s: %d partitions on brokers %s", name, partitions, placed)
         return info
+
+    def internal_replication_factor(self, name: str) -> int:
+        """``offsets.topic.replication.factor`` / ``transaction.state.log.replication.factor``
+        (default 3), lowered to the live broker count with a warning."""
+        from .group_runtime import OFFSETS_TOPIC
+
+        key = (
+            "offsets.topic.replication.factor"
+            if name == OFFSETS_TOPIC
+            else "transaction.state.log.replication.factor"
+        )
+        wanted = int(self.broker.config.props.get(key, "3"))
+        live = len(self.brokers)
+        if wanted > live:
+            log.warning(
+                "%s=%d but only %d broker(s) are registered: %s gets replication factor %d",
+                key,
+                wanted,
+                live,
+                name,
+                live,
+            )
+            return live
+        return wanted
 
     def ensure_topic(self, name: str, partitions: int, configs: dict[str, str]) -> None:
         """Create an internal topic in the background if it does not exist yet."""
@@ -429,7 +618,12 @@ class ClusterRuntime:
 
         async def create() -> None:
             try:
-                await self.create_topic(name, partitions, configs)
+                await self.create_topic(
+                    name,
+                    partitions,
+                    configs,
+                    replication_factor=self.internal_replication_factor(name),
+                )
             except TopicExistsError:
                 pass
             except Exception:

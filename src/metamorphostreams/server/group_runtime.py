@@ -24,7 +24,7 @@ from ..protocol.record_batch import BatchHeader
 from ..protocol.records import ControlRecordType, Record, build_batch, parse_control_key
 from ..storage import AppendOrigin
 from ._coordinator_io import DeadlineTimer, ensure_internal_topic, replay_partition
-from .replica_manager import LEADER_EPOCH
+from .replica_manager import leader_epoch_of
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -43,13 +43,13 @@ class GroupRuntime:
         self.broker = broker
         props = broker.config.props
         self.num_partitions = int(broker.config["offsets.topic.num.partitions"])
-        self.coordinator = GroupCoordinator(
-            GroupCoordinatorConfig.from_properties(props),
-            self.num_partitions,
-            metadata=self._topics,
-        )
+        self._config = GroupCoordinatorConfig.from_properties(props)
+        self.coordinator = self._new_coordinator()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._timer = DeadlineTimer(self._on_timer)
+
+    def _new_coordinator(self) -> GroupCoordinator:
+        return GroupCoordinator(self._config, self.num_partitions, metadata=self._topics)
 
     def _topics(self) -> Mapping[str, tuple[uuid.UUID, int]]:
         return {
@@ -105,6 +105,14 @@ class GroupRuntime:
                 self.coordinator.complete_transaction(
                     self.broker.now_ms(), partition, producer_id, kind == ControlRecordType.COMMIT
                 )
+
+    def reload(self) -> None:
+        """The set of ``__consumer_offsets`` partitions led here changed (a cluster's
+        leadership moved): unload everything, answering parked requests NOT_COORDINATOR,
+        and replay the partitions led now."""
+        self.stop()
+        self.coordinator = self._new_coordinator()
+        self.start()
 
     def stop(self) -> None:
         """Answer parked requests (NOT_COORDINATOR, as Kafka does on unload) and stop timers."""
@@ -202,7 +210,7 @@ class GroupRuntime:
         try:
             result = plog.append_as_leader(
                 bytearray(batch),
-                leader_epoch=LEADER_EPOCH,
+                leader_epoch=leader_epoch_of(plog),
                 now_ms=now,
                 origin=AppendOrigin.COORDINATOR,
             )
@@ -218,6 +226,7 @@ class GroupRuntime:
                 result.error.name,
             )
         else:
+            self.broker.replicas.appended(plog)
             self.broker.replicas.notify_append()
         return result.error
 
@@ -234,7 +243,7 @@ class GroupRuntime:
             batch = build_batch([(r.key, r.value, [], now) for r in batch_records])
             try:
                 result = plog.append_as_leader(
-                    bytearray(batch), leader_epoch=LEADER_EPOCH, now_ms=now
+                    bytearray(batch), leader_epoch=leader_epoch_of(plog), now_ms=now
                 )
             except (OSError, DecodeError) as e:
                 log.error("cannot append group records to %s-%d: %s", OFFSETS_TOPIC, partition, e)
@@ -246,6 +255,8 @@ class GroupRuntime:
                     partition,
                     result.error.name,
                 )
+            else:
+                self.broker.replicas.appended(plog)
         self.broker.replicas.notify_append()
 
     def _reschedule(self) -> None:

@@ -32,7 +32,7 @@ from ..protocol.records import Record, build_batch
 from ._coordinator_io import DeadlineTimer, ensure_internal_topic, replay_partition
 from .connection import CloseConnection
 from .group_runtime import OFFSETS_TOPIC
-from .replica_manager import LEADER_EPOCH
+from .replica_manager import LEADER_EPOCH, leader_epoch_of
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -89,6 +89,10 @@ class TxnRuntime:
         if info is None:
             return 0
         return sum(self._replay_partition(partition) for partition in range(info.partitions))
+
+    def reload(self) -> None:
+        """The set of ``__transaction_state`` partitions led here changed."""
+        self._reload()
 
     def _reload(self) -> None:
         """Forget what is in memory and replay what is on disk: after a record could not be
@@ -215,7 +219,7 @@ class TxnRuntime:
             batch = build_batch([(r.key, r.value, [], now) for r in batch_records])
             try:
                 error = plog.append_as_leader(
-                    bytearray(batch), leader_epoch=LEADER_EPOCH, now_ms=now
+                    bytearray(batch), leader_epoch=leader_epoch_of(plog), now_ms=now
                 ).error
             except OSError:
                 error = ErrorCode.KAFKA_STORAGE_ERROR
@@ -234,6 +238,7 @@ class TxnRuntime:
                     f"transaction state not persisted: {TRANSACTION_STATE_TOPIC}-{partition} "
                     f"{error.name}"
                 )
+            self.broker.replicas.appended(plog)
         self.broker.replicas.notify_append()
 
     def _write_markers(self, markers: TxnMarkers) -> TxnResult:
@@ -274,13 +279,15 @@ class TxnRuntime:
                 markers.producer_epoch,
                 commit=markers.commit,
                 coordinator_epoch=markers.coordinator_epoch,
-                leader_epoch=LEADER_EPOCH,
+                leader_epoch=leader_epoch_of(plog),
                 now_ms=now,
                 transaction_version=markers.transaction_version,
             ).error
         except (OSError, DecodeError) as e:
             log.error("cannot write a transaction marker to %s-%d: %s", topic, partition, e)
             return ErrorCode.KAFKA_STORAGE_ERROR
+        if error == ErrorCode.NONE:
+            self.broker.replicas.appended(plog)
         if error == ErrorCode.NONE and topic == OFFSETS_TOPIC:
             self.broker.groups.complete_transaction(partition, markers.producer_id, markers.commit)
         elif error not in (ErrorCode.NONE, *_MARKER_RETRIED):

@@ -1,11 +1,13 @@
-"""Header-level checks of a client's Produce records before they reach the log
-(Kafka's analyzeAndValidateRecords + the LogValidator checks that need no decompression)."""
+"""Header-level checks of records before they reach the log: a client's Produce records
+(Kafka's analyzeAndValidateRecords + the LogValidator checks that need no decompression) and
+the records a follower fetched from its leader."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
-from metamorphostreams.protocol.errors import ErrorCode
+from metamorphostreams.protocol.errors import DecodeError, ErrorCode
 from metamorphostreams.protocol.record_batch import (
     NO_TIMESTAMP,
     BatchHeader,
@@ -16,7 +18,11 @@ from metamorphostreams.protocol.record_batch import (
 from metamorphostreams.storage.log_config import LONG_MAX, LogConfig
 from metamorphostreams.storage.results import RecordError
 
-__all__ = ["Validated", "validate_client_records"]
+__all__ = ["Validated", "validate_client_records", "validate_replica_records"]
+
+# A replica takes the batches its leader accepted whatever their size (Kafka's
+# ignoreRecordSize): no max.message.bytes limit.
+_NO_BATCH_LIMIT = 2**31
 
 
 @dataclass(slots=True)
@@ -67,10 +73,46 @@ def validate_client_records(
                 message="One or more records have been rejected due to invalid timestamp",
                 record_errors=[RecordError(0, problem)],
             )
-    if len(records) > config.segment_bytes:
+    return _within_segment(headers, len(records), config, partition_name)
+
+
+def validate_replica_records(
+    records: ReadableBuffer, config: LogConfig, *, partition_name: str
+) -> Validated:
+    """The whole batches of a leader's Fetch response, which may end with a partial batch
+    (left out). Each must be magic 2 with a sane length and a valid CRC (else
+    CORRUPT_MESSAGE), their offsets must increase (CORRUPT_MESSAGE, Kafka's
+    OffsetsOutOfOrderException) and all of them must fit in segment.bytes
+    (RECORD_LIST_TOO_LARGE, Kafka's RecordBatchTooLargeException). No headers when no batch
+    is whole."""
+    try:
+        headers = list(iter_batch_headers(records))
+    except DecodeError as e:
+        return Validated(error=ErrorCode.CORRUPT_MESSAGE, message=f"{partition_name}: {e}")
+    if not headers:
+        return Validated()
+    end = headers[-1][0] + headers[-1][1].size
+    check = validate_batches(memoryview(records)[:end], _NO_BATCH_LIMIT, from_client=False)
+    if not check.ok:
+        return Validated(error=check.error, message=f"{partition_name}: {check.message}")
+    for (_, before), (_, header) in pairwise(headers):
+        if header.base_offset <= before.last_offset:
+            return Validated(
+                error=ErrorCode.CORRUPT_MESSAGE,
+                message=f"Out of order offsets found in append to {partition_name}: batch "
+                f"{header.base_offset}..{header.last_offset} after one ending at "
+                f"{before.last_offset}",
+            )
+    return _within_segment(headers, end, config, partition_name)
+
+
+def _within_segment(
+    headers: list[tuple[int, BatchHeader]], size: int, config: LogConfig, partition_name: str
+) -> Validated:
+    if size > config.segment_bytes:
         return Validated(
             error=ErrorCode.RECORD_LIST_TOO_LARGE,
-            message=f"Message batch size is {len(records)} bytes in append to partition "
+            message=f"Message batch size is {size} bytes in append to partition "
             f"{partition_name}, which exceeds the maximum configured segment size of "
             f"{config.segment_bytes}.",
         )

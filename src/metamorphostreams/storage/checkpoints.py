@@ -9,10 +9,11 @@ space-separated fields::
     orders 0 1234
     orders 1 99
 
-Data-dir files ``recovery-point-offset-checkpoint`` and ``log-start-offset-checkpoint`` hold
-``topic partition offset`` entries; a partition's ``leader-epoch-checkpoint`` holds
-``epoch start_offset`` entries. Writes are atomic: a ``.tmp`` sibling is written, fsynced and
-renamed over the file, then the directory is fsynced.
+Data-dir files ``recovery-point-offset-checkpoint``, ``log-start-offset-checkpoint`` and
+``replication-offset-checkpoint`` (high watermarks) hold ``topic partition offset``
+entries; a partition's ``leader-epoch-checkpoint`` holds ``epoch start_offset`` entries.
+Writes are atomic: a ``.tmp`` sibling is written, fsynced and renamed over the file, then
+the directory is fsynced.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def read_checkpoint_lines(path: Path) -> list[list[str]] | None:
 
 
 class OffsetCheckpointFile:
-    """``topic partition offset`` entries: recovery points and log start offsets."""
+    """``topic partition offset`` entries: recovery points, log start offsets, high
+    watermarks."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

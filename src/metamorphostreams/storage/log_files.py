@@ -25,6 +25,7 @@ __all__ = [
     "PARTITION_METADATA_FILE",
     "PRODUCER_SNAPSHOT_FILE_SUFFIX",
     "RECOVERY_POINT_CHECKPOINT_FILE",
+    "REPLICATION_OFFSET_CHECKPOINT_FILE",
     "TIME_INDEX_FILE_SUFFIX",
     "TXN_INDEX_FILE_SUFFIX",
     "delete_dir_name",
@@ -51,6 +52,7 @@ LEADER_EPOCH_CHECKPOINT_FILE = "leader-epoch-checkpoint"
 PARTITION_METADATA_FILE = "partition.metadata"
 RECOVERY_POINT_CHECKPOINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT_FILE = "log-start-offset-checkpoint"
+REPLICATION_OFFSET_CHECKPOINT_FILE = "replication-offset-checkpoint"  # high watermarks
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 CLEANER_OFFSET_CHECKPOINT_FILE = (
     "cleaner-offset-checkpoint"  # the log cleaner's first dirty offsets

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metamorphostreams.protocol.errors import DecodeError
-from metamorphostreams.protocol.record_batch import BatchHeader
+from metamorphostreams.protocol.record_batch import BatchHeader, ReadableBuffer
 from metamorphostreams.protocol.records import end_txn_marker_of
 from metamorphostreams.storage._index_file import CorruptIndexError
 from metamorphostreams.storage._segment_swap import recover_interrupted_swaps
@@ -27,14 +27,19 @@ from metamorphostreams.storage.log_files import (
 )
 from metamorphostreams.storage.producer_state import ProducerStateManager
 from metamorphostreams.storage.segment import LogSegment
+from metamorphostreams.storage.transaction_index import AbortedTxn
 
-__all__ = ["LoadedLog", "load_log", "rebuild_producer_state"]
+__all__ = ["BatchReader", "LoadedLog", "load_log", "rebuild_producer_state", "replay_batch"]
 
 logger = logging.getLogger("metamorphostreams.storage")
 
 # Leftovers of interrupted work: files pending deletion, checkpoint temp files (the
 # cleaner's ``.cleaned``/``.swap`` files are settled first by ``recover_interrupted_swaps``).
 _STALE_SUFFIXES = (DELETED_FILE_SUFFIX, ".tmp")
+
+# (position, header) -> the whole batch's bytes: ``LogSegment.read_batch`` or a slice of
+# a replica append's records
+BatchReader = Callable[[int, BatchHeader], ReadableBuffer]
 
 
 @dataclass(slots=True)
@@ -216,17 +221,26 @@ def _read_end(segments: list[LogSegment], recovered: set[int]) -> int:
         return segments[-1].read_next_offset()
 
 
-def _marker(segment: LogSegment, position: int, header: BatchHeader) -> tuple[bool, int] | None:
-    try:
-        return end_txn_marker_of(segment.read_batch(position, header))
-    except DecodeError as e:
-        logger.warning(
-            "%s: undecodable control batch at offset %d: %s",
-            segment.log_path,
-            header.base_offset,
-            e,
-        )
-        return None
+def replay_batch(
+    producer_state: ProducerStateManager,
+    position: int,
+    header: BatchHeader,
+    read_batch: BatchReader,
+    where: object,
+) -> AbortedTxn | None:
+    """Replay one batch already in the log (load, truncation, replica append) into
+    ``producer_state`` without checks; a control batch is read with ``read_batch`` for its
+    COMMIT/ABORT marker. Returns the ``.txnindex`` entry of a transaction it aborts."""
+    marker = None
+    if header.is_control and header.has_producer_id:
+        try:
+            marker = end_txn_marker_of(read_batch(position, header))
+        except DecodeError as e:
+            logger.warning(
+                "%s: undecodable control batch at offset %d: %s", where, header.base_offset, e
+            )
+    completed = producer_state.replay(header, marker)
+    return completed.aborted_txn() if completed is not None and completed.is_aborted else None
 
 
 def rebuild_producer_state(
@@ -263,12 +277,11 @@ def rebuild_producer_state(
             for position, header in segment.iter_headers(found[0]):
                 if header.base_offset < replay_from:
                     continue
-                marker = None
-                if header.is_control and header.has_producer_id:
-                    marker = _marker(segment, position, header)
-                completed = producer_state.replay(header, marker)
-                if rebuilding and completed is not None and completed.is_aborted:
-                    segment.txn_index.append(completed.aborted_txn())
+                aborted = replay_batch(
+                    producer_state, position, header, segment.read_batch, segment.log_path
+                )
+                if rebuilding and aborted is not None:
+                    segment.txn_index.append(aborted)
                 replayed += 1
     producer_state.map_end_offset = log_end_offset
     if replayed:

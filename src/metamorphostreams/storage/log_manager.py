@@ -19,6 +19,7 @@ from metamorphostreams.storage.log_files import (
     DELETE_DIR_SUFFIX,
     LOG_START_OFFSET_CHECKPOINT_FILE,
     RECOVERY_POINT_CHECKPOINT_FILE,
+    REPLICATION_OFFSET_CHECKPOINT_FILE,
     delete_dir_name,
     parse_partition_dir_name,
     partition_dir_name,
@@ -37,11 +38,12 @@ TopicPartition = tuple[str, int]
 class LogManager:
     """Opens, creates, deletes and checkpoints the partition logs of a data directory.
 
-    On disk: ``<topic>-<partition>/`` directories, ``recovery-point-offset-checkpoint`` and
-    ``log-start-offset-checkpoint`` (``0``, count, ``topic partition offset`` lines) and the
-    ``.kafka_cleanshutdown`` marker, present only while the broker is cleanly stopped: with it
-    the next start trusts indexes and recovery points, without it every segment after the
-    recovery point is re-validated. Not task-safe.
+    On disk: ``<topic>-<partition>/`` directories, ``recovery-point-offset-checkpoint``,
+    ``log-start-offset-checkpoint`` and ``replication-offset-checkpoint`` (high watermarks,
+    written by ``checkpoint_high_watermarks`` only; ``0``, count, ``topic partition offset``
+    lines) and the ``.kafka_cleanshutdown`` marker, present only while the broker is
+    cleanly stopped: with it the next start trusts indexes and recovery points, without it
+    every segment after the recovery point is re-validated. Not task-safe.
     """
 
     def __init__(
@@ -66,6 +68,8 @@ class LogManager:
         self._pending_dir_deletes: list[tuple[int, PartitionLog]] = []
         self._recovery_points = OffsetCheckpointFile(data_dir / RECOVERY_POINT_CHECKPOINT_FILE)
         self._log_start_offsets = OffsetCheckpointFile(data_dir / LOG_START_OFFSET_CHECKPOINT_FILE)
+        self._high_watermarks = OffsetCheckpointFile(data_dir / REPLICATION_OFFSET_CHECKPOINT_FILE)
+        self._checkpointed_high_watermarks: dict[TopicPartition, int] = {}
 
     @property
     def fsync_enabled(self) -> bool:
@@ -143,6 +147,10 @@ class LogManager:
                 producer_id_expiration_ms=self._producer_id_expiration_ms,
                 fsync=self._fsync,
             )
+        high_watermarks = self._read_checkpoint(self._high_watermarks)
+        self._checkpointed_high_watermarks = {
+            tp: offset for tp, offset in high_watermarks.items() if tp in self._logs
+        }
 
     def config_for(self, topic: str) -> LogConfig:
         configs = self._topic_configs
@@ -220,6 +228,18 @@ class LogManager:
         self._log_start_offsets.write(
             {tp: log.log_start_offset for tp, log in self._logs.items()}, sync=self._fsync
         )
+
+    def checkpoint_high_watermarks(self) -> None:
+        """Write every log's high watermark to ``replication-offset-checkpoint`` (Kafka's
+        ReplicaManager does so every replica.high.watermark.checkpoint.interval.ms)."""
+        self._high_watermarks.write(
+            {tp: log.high_watermark for tp, log in self._logs.items()}, sync=self._fsync
+        )
+
+    def checkpointed_high_watermark(self, topic: str, partition: int) -> int | None:
+        """The high watermark ``replication-offset-checkpoint`` held for the partition when
+        the data dir was opened; None without an entry, a file, or a readable one."""
+        return self._checkpointed_high_watermarks.get((topic, partition))
 
     def run_retention(self, now_ms: int) -> int:
         """log.retention.check.interval.ms work: retention of every log, expired producer

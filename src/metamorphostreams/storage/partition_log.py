@@ -14,6 +14,7 @@ from metamorphostreams.protocol.record_batch import (
     NO_PARTITION_LEADER_EPOCH,
     NO_TIMESTAMP,
     BatchHeader,
+    ReadableBuffer,
     WritableBuffer,
     iter_batch_headers,
     set_base_offset,
@@ -22,6 +23,7 @@ from metamorphostreams.protocol.record_batch import (
 )
 from metamorphostreams.protocol.records import build_end_txn_marker
 from metamorphostreams.storage._append_validation import validate_client_records
+from metamorphostreams.storage._follower_log import FollowerLog
 from metamorphostreams.storage._log_flush import LogFlushing
 from metamorphostreams.storage._record_checks import PRODUCER_COMPRESSION, check_records
 from metamorphostreams.storage._retention import (
@@ -44,8 +46,8 @@ from metamorphostreams.storage.producer_state import (
     ProducerStateManager,
 )
 from metamorphostreams.storage.results import AppendResult, FileRegion, ReadResult, RecordError
-from metamorphostreams.storage.segment import LogSegment
-from metamorphostreams.storage.transaction_index import collect_aborted
+from metamorphostreams.storage.segment import AppendedBatch, LogSegment
+from metamorphostreams.storage.transaction_index import AbortedTxn, collect_aborted
 
 __all__ = ["DELETE_RECORDS_HIGH_WATERMARK", "PartitionLog"]
 
@@ -60,7 +62,7 @@ _ERRORS_WITHOUT_LOG_START = frozenset(
 )
 
 
-class PartitionLog(LogFlushing, SegmentSwapping):
+class PartitionLog(LogFlushing, SegmentSwapping, FollowerLog):
     """Segments of one partition with the offsets Kafka tracks for it.
 
     Invariants: ``log_start_offset <= last_stable_offset <= high_watermark <=
@@ -68,7 +70,8 @@ class PartitionLog(LogFlushing, SegmentSwapping):
     appended to; the recovery point is the offset below which everything is fsynced; each
     ABORT marker of a transaction with data has an entry in its segment's ``.txnindex``.
     Appends assign offsets by patching the request's batches in place and write them with
-    one ``pwrite``. Not task-safe: the broker calls it from one thread (the event loop).
+    one ``pwrite``; a follower's appends (``FollowerLog``) write the leader's bytes as
+    they are. Not task-safe: the broker calls it from one thread (the event loop).
     """
 
     def __init__(
@@ -393,7 +396,7 @@ class PartitionLog(LogFlushing, SegmentSwapping):
         last_offset = offsets[-1] + headers[-1][1].last_offset_delta
         next_offset = last_offset + 1
         completed = producer_check.completed
-        aborted = completed.aborted_txn() if completed and completed.is_aborted else None
+        aborted = [completed.aborted_txn()] if completed and completed.is_aborted else []
         log_append = config.log_append_time
         for (pos, _), offset in zip(headers, offsets, strict=True):
             set_base_offset(records, pos, offset)
@@ -404,30 +407,12 @@ class PartitionLog(LogFlushing, SegmentSwapping):
             (pos, h.size, offset + h.last_offset_delta, now_ms if log_append else h.max_timestamp)
             for (pos, h), offset in zip(headers, offsets, strict=True)
         ]
-        max_timestamp = max(batch[3] for batch in appended)
-        flush = next_offset - self._recovery_point >= config.flush_messages
-        try:
-            segment = self._maybe_roll(len(records), max_timestamp, last_offset, now_ms)
-        except OSError as e:  # disk full, I/O error: Kafka's KafkaStorageException
-            logger.error("%s-%d: cannot roll a new segment: %s", self.topic, self.partition, e)
-            return self._failure(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
-        mark = segment.mark()
-        try:
-            segment.append(records, appended)  # undoes itself when the write fails
-            if aborted is not None:
-                segment.txn_index.append(aborted)  # likewise
-            if flush:
-                self._sync(next_offset)
-        except OSError as e:
-            logger.error("%s-%d: append failed: %s", self.topic, self.partition, e)
-            segment.rollback(mark)  # a failed fsync too: nothing is acknowledged
-            if aborted is not None:
-                self._drop_txn_entry(segment, aborted.last_offset)
-            return self._failure(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
-        # From here on the append is done; nothing below may fail it.
-        self._log_end_offset = next_offset
-        if flush:
-            self._recovery_point = next_offset
+        segment = self._segment_for_append(records, appended, first_offset, now_ms)
+        if isinstance(segment, AppendResult):
+            return segment
+        failure = self._write(segment, records, appended, aborted, next_offset)
+        if failure is not None:
+            return failure
         if leader_epoch >= 0:
             self._assign_epoch(leader_epoch, first_offset)
         self.producer_state.apply(producer_check, next_offset)
@@ -441,6 +426,56 @@ class PartitionLog(LogFlushing, SegmentSwapping):
             now_ms if config.log_append_time else NO_TIMESTAMP,
             self._log_start_offset,
         )
+
+    def _segment_for_append(
+        self,
+        records: ReadableBuffer,
+        appended: list[AppendedBatch],
+        first_offset: int,
+        now_ms: int,
+    ) -> LogSegment | AppendResult:
+        """The segment ``records`` go to, rolled first if they do not fit the active one;
+        KAFKA_STORAGE_ERROR when a new segment cannot be made."""
+        max_timestamp = max(batch[3] for batch in appended)
+        try:
+            return self._maybe_roll(
+                len(records), max_timestamp, first_offset, appended[-1][2], now_ms
+            )
+        except OSError as e:  # disk full, I/O error: Kafka's KafkaStorageException
+            logger.error("%s-%d: cannot roll a new segment: %s", self.topic, self.partition, e)
+            return self._failure(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
+
+    def _write(
+        self,
+        segment: LogSegment,
+        records: ReadableBuffer,
+        appended: list[AppendedBatch],
+        aborted: list[AbortedTxn],
+        next_offset: int,
+    ) -> AppendResult | None:
+        """Write ``records`` and the ``.txnindex`` entries of ``aborted`` at the end of
+        ``segment``, fsynced when flush.messages says so, and move the log end offset (and
+        the recovery point when flushed) to ``next_offset``. On failure everything written
+        is undone and KAFKA_STORAGE_ERROR returned."""
+        flush = next_offset - self._recovery_point >= self.config.flush_messages
+        mark = segment.mark()
+        try:
+            segment.append(records, appended)  # undoes itself when the write fails
+            for txn in aborted:
+                segment.txn_index.append(txn)  # likewise
+            if flush:
+                self._sync(next_offset)
+        except OSError as e:
+            logger.error("%s-%d: append failed: %s", self.topic, self.partition, e)
+            segment.rollback(mark)  # a failed fsync too: nothing is acknowledged
+            if aborted:
+                self._drop_txn_entry(segment, aborted[0].last_offset)
+            return self._failure(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
+        # From here on the append is done; nothing below may fail it.
+        self._log_end_offset = next_offset
+        if flush:
+            self._recovery_point = next_offset
+        return None
 
     def _drop_txn_entry(self, segment: LogSegment, marker_offset: int) -> None:
         try:
@@ -460,7 +495,12 @@ class PartitionLog(LogFlushing, SegmentSwapping):
     # -- rolling and flushing -----------------------------------------------------------
 
     def _maybe_roll(
-        self, messages_size: int, max_timestamp: int, max_offset: int, now_ms: int
+        self,
+        messages_size: int,
+        max_timestamp: int,
+        first_offset: int,
+        max_offset: int,
+        now_ms: int,
     ) -> LogSegment:
         segment = self._segments[-1]
         if segment.should_roll(
@@ -472,15 +512,17 @@ class PartitionLog(LogFlushing, SegmentSwapping):
             now_ms=now_ms,
             roll_jitter_ms=self._roll_jitter_ms,
         ):
-            return self.roll(now_ms)
+            return self.roll(now_ms, expected_next_offset=first_offset)
         return segment
 
-    def roll(self, now_ms: int | None = None) -> LogSegment:
-        """Start a new active segment at the log end offset (no-op if the active segment is
-        empty and already there); snapshot producer state and fsync the old segments."""
+    def roll(self, now_ms: int | None = None, *, expected_next_offset: int = 0) -> LogSegment:
+        """Start a new active segment at the log end offset, or at
+        ``expected_next_offset`` when a replica append starts above it (the leader's
+        cleaner removed the batches between); no-op if the active segment is empty and
+        already there. Snapshot producer state and fsync the old segments."""
         now = self._clock_ms if now_ms is None else now_ms
         self._tick(now)
-        new_base = self._log_end_offset
+        new_base = max(self._log_end_offset, expected_next_offset)
         active = self._segments[-1]
         if active.base_offset == new_base:
             return active
@@ -683,63 +725,6 @@ class PartitionLog(LogFlushing, SegmentSwapping):
     def remove_expired_producers(self, now_ms: int) -> int:
         self._tick(now_ms)
         return self.producer_state.remove_expired_producers(now_ms)
-
-    # -- truncation (followers) ---------------------------------------------------------
-
-    def truncate_to(self, offset: int) -> bool:
-        """Remove everything from the batch holding ``offset`` on; returns False if the
-        log ends at or before ``offset``. The new log end offset is where the remaining
-        data really ends (Kafka assumes a batch boundary and uses ``offset``)."""
-        if offset < 0:
-            raise ValueError(f"cannot truncate to negative offset {offset}")
-        if offset >= self._log_end_offset:
-            return False
-        if offset < self._bases[0]:
-            self.truncate_fully_and_start_at(offset)
-            return True
-        keep = bisect.bisect_right(self._bases, offset)
-        dropped = self._segments[keep:]
-        del self._segments[keep:]
-        del self._bases[keep:]
-        self._schedule_delete(dropped)
-        self._segments[-1].truncate_to(offset)
-        self._log_end_offset = self._segments[-1].read_next_offset()
-        self._after_truncation()
-        return True
-
-    def truncate_fully_and_start_at(self, offset: int) -> None:
-        """Drop every segment and restart the log empty at ``offset``."""
-        self._schedule_delete(self._segments)
-        segment = LogSegment.create(
-            self.dir,
-            offset,
-            index_interval_bytes=self.config.index_interval_bytes,
-            max_index_size=self.config.segment_index_bytes,
-            now_ms=self._clock_ms,
-        )
-        self._segments = [segment]
-        self._bases = [offset]
-        self._log_start_offset = offset
-        self._log_end_offset = offset
-        self.leader_epochs.clear()
-        self.producer_state.truncate_fully_and_start_at(offset)
-        self._after_truncation()
-
-    def _after_truncation(self) -> None:
-        leo = self._log_end_offset
-        self._log_start_offset = min(self._log_start_offset, leo)
-        # never below the log start offset (a full truncation may move it up)
-        self._high_watermark = min(max(self._high_watermark, self._log_start_offset), leo)
-        self._recovery_point = min(self._recovery_point, leo)
-        self.leader_epochs.truncate_from_end(leo)
-        rebuild_producer_state(
-            self.producer_state,
-            self._segments,
-            log_start_offset=self._log_start_offset,
-            log_end_offset=leo,
-            now_ms=self._clock_ms,
-        )
-        self.producer_state.on_high_watermark_updated(self._high_watermark)
 
     # -- lifecycle ----------------------------------------------------------------------
 

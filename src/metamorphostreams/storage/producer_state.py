@@ -56,6 +56,7 @@ __all__ = [
     "CompletedTxn",
     "ProducerCheck",
     "ProducerInfo",
+    "ProducerSavepoint",
     "ProducerStateEntry",
     "ProducerStateManager",
     "SnapshotError",
@@ -188,6 +189,12 @@ class ProducerStateEntry:
             last_timestamp=self.last_timestamp,
         )
 
+    def copy(self) -> ProducerStateEntry:
+        """An independent copy (for a ``ProducerSavepoint``)."""
+        entry = self.pending()
+        entry.batches.extend(self.batches)
+        return entry
+
     def find_duplicate(self, epoch: int, first_seq: int, last_seq: int) -> BatchMetadata | None:
         if epoch != self.producer_epoch:
             return None
@@ -233,6 +240,18 @@ class ProducerCheck:
     duplicate: BatchMetadata | None = None
     updates: dict[int, ProducerStateEntry] = field(default_factory=dict)
     completed: CompletedTxn | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerSavepoint:
+    """What ``replay`` of some producers' batches may change, taken before a replica append
+    so that a failed write can put it back (``ProducerStateManager.restore``)."""
+
+    entries: dict[int, ProducerStateEntry | None]  # None: the producer was unknown
+    ongoing: dict[int, int]
+    unreplicated: dict[int, tuple[int, int]]
+    first_unstable_offset: int | None
+    map_end_offset: int
 
 
 def _in_sequence(last_seq: int, next_seq: int) -> bool:
@@ -552,6 +571,32 @@ class ProducerStateManager:
                 entry.end_txn(header.producer_epoch, marker[1], header.max_timestamp)
         self.map_end_offset = header.next_offset
         return completed
+
+    def savepoint(self, producer_ids: Iterable[int]) -> ProducerSavepoint:
+        """Capture the state ``replay`` of these producers' batches may change."""
+        entries = {}
+        for pid in producer_ids:
+            entry = self._producers.get(pid)
+            entries[pid] = entry.copy() if entry is not None else None
+        return ProducerSavepoint(
+            entries,
+            dict(self._ongoing),
+            dict(self._unreplicated),
+            self.first_unstable_offset,
+            self.map_end_offset,
+        )
+
+    def restore(self, savepoint: ProducerSavepoint) -> None:
+        """Undo the replays made since ``savepoint`` was taken."""
+        for pid, entry in savepoint.entries.items():
+            if entry is None:
+                self._producers.pop(pid, None)
+            else:
+                self._producers[pid] = entry
+        self._ongoing = dict(savepoint.ongoing)
+        self._unreplicated = dict(savepoint.unreplicated)
+        self.first_unstable_offset = savepoint.first_unstable_offset
+        self.map_end_offset = savepoint.map_end_offset
 
     def remove_expired_producers(self, now_ms: int) -> int:
         expired = [pid for pid, e in self._producers.items() if self._is_expired(e, now_ms)]

@@ -48,10 +48,12 @@ class RecordError(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """Outcome of ``PartitionLog.append_as_leader`` (a Produce partition response).
+    """Outcome of ``PartitionLog.append_as_leader`` (a Produce partition response) and of
+    the other appends (markers, ``append_as_follower``).
 
     ``log_append_time`` is the broker time stamped on LogAppendTime topics, else -1.
-    On error the offsets are -1 and nothing was written.
+    On error the offsets are -1 and nothing was written; so are they, without an error, when
+    a follower's records held no whole batch.
     """
 
     error: ErrorCode

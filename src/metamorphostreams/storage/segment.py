@@ -628,17 +628,22 @@ class LogSegment:
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
         self.txn_index.truncate_to(offset if found is None else found[1].base_offset)
-        self._bytes_since_last_index_entry = 0
-        if found is None:
-            return 0
-        position = found[0]
-        removed = self._size - position
-        os.ftruncate(self.fd, position)
-        self._size = position
-        self._checked_positions = {p for p in self._checked_positions if p < position}
-        if position == 0:
-            self._rolling_based_timestamp = None
-        self._reload_max_timestamp()
+        removed = 0
+        if found is not None:
+            position = found[0]
+            removed = self._size - position
+            os.ftruncate(self.fd, position)
+            self._size = position
+            self._checked_positions = {p for p in self._checked_positions if p < position}
+            if position == 0:
+                self._rolling_based_timestamp = None
+            self._reload_max_timestamp()
+        # Kafka restarts the count at 0; counting from the last entry instead puts the
+        # next entries where they were before the truncation (where a leader that never
+        # had the truncated batches has them).
+        entries = self.offset_index.entries
+        last_indexed = self.offset_index.entry(entries - 1)[1] if entries else 0
+        self._bytes_since_last_index_entry = self._size - last_indexed
         return removed
 
     def _reload_max_timestamp(self) -> None:

@@ -10,8 +10,10 @@ What each version changes, and how Kafka 4.3 answers it (and we do):
   unknown topics, ids or partitions are answered after all the others (KafkaApis collects
   them apart and appends them), and they do not end a long poll; their aborted
   transactions are an empty list where a failed read's are null.
-- v15+ (KIP-903) carry the follower's id in ReplicaState. A fetch from a follower is
-  answered NOT_LEADER_OR_FOLLOWER for every partition: a single broker has no followers.
+- v15+ (KIP-903) carry the follower's id in ReplicaState (before, the top-level replica
+  id). A follower's fetch reads up to the log end offset, not the high watermark, and
+  tells the partition's leader state where the follower is (high watermark, ISR). A
+  standalone broker has no followers: NOT_LEADER_OR_FOLLOWER for every partition.
 - v16+ (KIP-951) add the current leader to NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH
   answers (NodeEndpoints stays empty: Kafka lists no endpoint for a leader that is itself).
 - v17 (KIP-853 directory ids) and v18 (KIP-1166 the follower's high watermark) only add
@@ -21,7 +23,7 @@ What each version changes, and how Kafka 4.3 answers it (and we do):
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ...protocol._generated.fetch import FetchRequest, FetchResponse
@@ -141,8 +143,10 @@ def _read_all(ctx: RequestContext, req: FetchRequest) -> tuple[list[TopicRespons
                 failed = _failed(p.partition, error, [])
                 erroneous.append((topic, failed))
                 continue
-            if replica_id >= 0:
-                # Follower fetches come with replication; a single broker has no followers.
+            leader = replicas.leader_state(name, p.partition) if replica_id >= 0 else None
+            if replica_id >= 0 and leader is None:
+                # A follower's fetch, but this broker leads no replicated partition here
+                # (a standalone broker has no followers).
                 error = ErrorCode.NOT_LEADER_OR_FOLLOWER
             else:
                 error = leader_epoch_error(p.current_leader_epoch, plog if in_cluster else None)
@@ -152,13 +156,24 @@ def _read_all(ctx: RequestContext, req: FetchRequest) -> tuple[list[TopicRespons
                 if current_leader and error in _LEADERSHIP_ERRORS:
                     _with_current_leader(data, ctx.broker.broker_id)
             else:
-                max_offset = plog.last_stable_offset if committed else plog.high_watermark
+                if leader is not None:
+                    max_offset = plog.log_end_offset  # followers read past the high watermark
+                elif committed:
+                    max_offset = plog.last_stable_offset
+                else:
+                    max_offset = plog.high_watermark
                 result = plog.read(
                     p.fetch_offset,
                     max(0, min(p.partition_max_bytes, remaining)),
                     max_offset=max_offset,
                     min_one_message=min_one,
                 )
+                if result.error == ErrorCode.NONE and leader is not None:
+                    result_error = replicas.on_follower_fetch(
+                        leader, plog, replica_id, p.fetch_offset
+                    )
+                    if result_error != ErrorCode.NONE:
+                        result = replace(result, error=result_error)
                 if result.error != ErrorCode.NONE:
                     any_error = True
                     # Kafka answers an errored partition without offsets

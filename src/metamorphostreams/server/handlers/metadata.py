@@ -92,7 +92,7 @@ def _cluster_topic(
                 leader_id=leader,
                 leader_epoch=epoch,
                 replica_nodes=replicas,
-                isr_nodes=[leader] if leader >= 0 else [],
+                isr_nodes=cluster.isr_of(info.name, p),
                 offline_replicas=offline,
             )
         )

@@ -11,6 +11,7 @@ v13 (KIP-516) names topics by id: an id no topic has gets UNKNOWN_TOPIC_ID.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 from ...protocol._generated.produce import ProduceRequest, ProduceResponse
@@ -27,9 +28,10 @@ from ...protocol.record_batch import (
     TRANSACTIONAL_MASK,
     iter_batch_headers,
 )
+from ...storage import PartitionLog
 from ..connection import CloseConnection
 from ..dispatch import RequestContext
-from ..replica_manager import LEADER_EPOCH
+from ..replica_manager import LEADER_EPOCH, effective_min_isr
 from .metadata import topic_ids
 
 _VALID_ACKS = (-1, 0, 1)
@@ -157,6 +159,64 @@ def _verify(
     return _error(partition, error)
 
 
+def _isr_too_small(ctx: RequestContext, plog: PartitionLog) -> str | None:
+    """Kafka's refusal of an acks=all append while the ISR is below min.insync.replicas."""
+    min_isr = plog.config.min_insync_replicas
+    if ctx.broker.cluster is None:
+        if min_isr <= 1:
+            return None
+        isr = f"Set({ctx.broker.broker_id})"
+    else:
+        state = ctx.broker.replicas.leader_state(plog.topic, plog.partition)
+        if state is None or len(state.isr) >= effective_min_isr(state, plog):
+            return None
+        min_isr = effective_min_isr(state, plog)
+        isr = "Set(" + ", ".join(str(b) for b in state.isr) + ")"
+    return (
+        f"The size of the current ISR {isr} is insufficient to satisfy the min.isr "
+        f"requirement of {min_isr} for partition {plog.topic}-{plog.partition}"
+    )
+
+
+# An acks=all partition answer waiting for the high watermark: (the answer, topic, offset
+# the high watermark must reach, leader epoch of the append).
+_Wait = tuple[PartitionResponse, str, int, int]
+
+
+async def _await_replication(ctx: RequestContext, waits: list[_Wait], timeout_ms: int) -> None:
+    """Hold the acks=all answers until the ISR has the records (Kafka's DelayedProduce):
+    the high watermark reached them, or the leadership moved, or ``timeout_ms`` passed
+    (REQUEST_TIMED_OUT)."""
+    replicas = ctx.broker.replicas
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(timeout_ms, 0) / 1000
+    while True:
+        pending: list[_Wait] = []
+        for wait in waits:
+            resp, topic, required, epoch = wait
+            error = replicas.replication_error(topic, resp.index, required, epoch)
+            if error is None:
+                pending.append(wait)
+            elif error != ErrorCode.NONE:
+                _fail(resp, error)
+        now = loop.time()
+        if not pending or ctx.connection.closed:
+            return
+        if now >= deadline:
+            for resp, *_ in pending:
+                _fail(resp, ErrorCode.REQUEST_TIMED_OUT)
+            return
+        waits = pending
+        await replicas.wait_for_data(deadline - now)
+
+
+def _fail(resp: PartitionResponse, error: ErrorCode) -> None:
+    resp.error_code = error
+    resp.base_offset = -1
+    resp.log_append_time_ms = -1
+    resp.log_start_offset = -1
+
+
 _NO_GENERIC_ERROR_VERSION = 10  # Produce v11+ clients handle TRANSACTION_ABORTABLE
 IMPLICIT_ADD_VERSION = 12  # KIP-890 part 2: the broker adds the partition to the transaction
 TOPIC_ID_VERSION = 13  # KIP-516: topics by id
@@ -185,6 +245,7 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
     any_error = False
     by_id = topic_ids(broker.metadata) if ctx.api_version >= TOPIC_ID_VERSION else None
     unknown_ids: list[ProduceResponse.TopicProduceResponse] = []
+    waits: list[_Wait] = []
     for topic in req.topic_data:
         responses: list[PartitionResponse] = []
         if by_id is None:
@@ -226,13 +287,8 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
                 failed := _verify(ctx, req, topic.name, part.index, shape[1])
             ):
                 resp = failed
-            elif acks == -1 and plog.config.min_insync_replicas > 1:
-                resp = _error(
-                    part.index,
-                    ErrorCode.NOT_ENOUGH_REPLICAS,
-                    f"The size of the current ISR (1) is insufficient to satisfy the min.isr "
-                    f"requirement of {plog.config.min_insync_replicas}",
-                )
+            elif acks == -1 and (short := _isr_too_small(ctx, plog)) is not None:
+                resp = _error(part.index, ErrorCode.NOT_ENOUGH_REPLICAS, short)
             else:
                 try:
                     records = part.records  # a view of the request frame: patched in place
@@ -258,7 +314,12 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
                         ],
                         error_message=result.error_message,
                     )
-                    appended = appended or result.error == ErrorCode.NONE
+                    if result.error == ErrorCode.NONE:
+                        appended = True
+                        if in_cluster:
+                            replicas.appended(plog)
+                    if in_cluster and acks == -1 and result.error == ErrorCode.NONE:
+                        waits.append((resp, topic.name, result.last_offset + 1, plog.latest_epoch))
             any_error = any_error or resp.error_code != ErrorCode.NONE
             responses.append(resp)
         topics.append(
@@ -270,6 +331,8 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
         topics.extend(unknown_ids)
     if appended:
         replicas.notify_append()
+    if waits:
+        await _await_replication(ctx, waits, req.timeout_ms)
     if acks == 0:
         if any_error:
             # A client that asked for no acks can only learn of an error by a closed connection.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from ...cluster.metadata import topic_name_error
+from ...cluster.placement import PlacementError
 from ...protocol._generated.create_partitions import (
     CreatePartitionsRequest,
     CreatePartitionsResponse,
@@ -52,16 +53,15 @@ def _check_new_topic(
                 {},
             )
         live = [broker.broker_id] if broker.cluster is None else broker.cluster.live_broker_ids()
+        sizes = {len(a.broker_ids) for a in topic.assignments}
+        if len(sizes) > 1 or 0 in sizes:
+            return (
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                "All partitions should have the same number of replicas",
+                0,
+                {},
+            )
         for a in topic.assignments:
-            if broker.cluster is not None and len(a.broker_ids) > 1:
-                return (
-                    ErrorCode.INVALID_REPLICATION_FACTOR,
-                    f"Replica assignment for partition {a.partition_index} has "
-                    f"{len(a.broker_ids)} replicas: replication is not built yet, every "
-                    "partition has exactly one replica.",
-                    0,
-                    {},
-                )
             if any(b not in live for b in a.broker_ids) or len(set(a.broker_ids)) != len(
                 a.broker_ids
             ):
@@ -106,26 +106,13 @@ def _check_new_topic(
                 0,
                 {},
             )
-        if replication > 1 and broker.cluster is not None:
-            registered = len(broker.cluster.live_broker_ids())
-            why = (
-                f"only {registered} broker(s) are registered"
-                if replication > registered
-                else "replication is not built yet (replication factor 1 only)"
-            )
+        registered = 1 if broker.cluster is None else len(broker.cluster.live_broker_ids())
+        if replication > registered:
             return (
                 ErrorCode.INVALID_REPLICATION_FACTOR,
                 f"Unable to replicate the partition {replication} time(s): The target "
-                f"replication factor of {replication} cannot be reached because {why}.",
-                0,
-                {},
-            )
-        if replication > 1:
-            return (
-                ErrorCode.INVALID_REPLICATION_FACTOR,
-                f"Unable to replicate the partition {replication} time(s): The target "
-                "replication factor of "
-                f"{replication} cannot be reached because only 1 broker(s) are registered.",
+                f"replication factor of {replication} cannot be reached because only "
+                f"{registered} broker(s) are registered.",
                 0,
                 {},
             )
@@ -135,6 +122,14 @@ def _check_new_topic(
     if config_error is not None:
         return ErrorCode.INVALID_CONFIG, config_error, 0, {}
     return ErrorCode.NONE, None, partitions, configs
+
+
+def _replication_factor(ctx: RequestContext, topic: CreateTopicsRequest.CreatableTopic) -> int:
+    if topic.assignments:
+        return len(topic.assignments[0].broker_ids)
+    if topic.replication_factor == -1:
+        return int(ctx.broker.config["default.replication.factor"])
+    return topic.replication_factor
 
 
 def _result_configs(
@@ -180,7 +175,7 @@ async def handle_create_topics(
             error_code=ErrorCode.NONE,
             error_message=None,
             num_partitions=partitions,
-            replication_factor=1,
+            replication_factor=_replication_factor(ctx, topic),
             configs=_result_configs(ctx, configs),
         )
         if not req.validate_only and ctx.broker.cluster is not None:
@@ -191,11 +186,21 @@ async def handle_create_topics(
                 if topic.assignments:
                     assignment = {a.partition_index: list(a.broker_ids) for a in topic.assignments}
                 info = await ctx.broker.cluster.create_topic(
-                    topic.name, partitions, configs, assignment
+                    topic.name,
+                    partitions,
+                    configs,
+                    assignment,
+                    replication_factor=_replication_factor(ctx, topic),
                 )
             except TopicExistsError as e:
                 result = Result(
                     name=topic.name, error_code=ErrorCode.TOPIC_ALREADY_EXISTS, error_message=str(e)
+                )
+            except PlacementError as e:
+                result = Result(
+                    name=topic.name,
+                    error_code=ErrorCode.INVALID_REPLICATION_FACTOR,
+                    error_message=str(e),
                 )
             else:
                 result.topic_id = info.topic_id

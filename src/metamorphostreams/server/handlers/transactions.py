@@ -29,7 +29,7 @@ from ...protocol._generated.write_txn_markers import (
 from ...protocol.errors import ErrorCode
 from ..dispatch import HandlerFn, RequestContext
 from ..group_runtime import OFFSETS_TOPIC
-from ..replica_manager import LEADER_EPOCH
+from ..replica_manager import leader_epoch_of
 
 log = logging.getLogger("metamorphostreams.server")
 
@@ -189,15 +189,16 @@ async def handle_write_txn_markers(
                                 marker.producer_epoch,
                                 commit=marker.transaction_result,
                                 coordinator_epoch=marker.coordinator_epoch,
-                                leader_epoch=LEADER_EPOCH,
+                                leader_epoch=leader_epoch_of(plog),
                                 now_ms=broker.now_ms(),
                                 transaction_version=marker.transaction_version,
                             ).error
                         )
                     except OSError:
                         error = ErrorCode.KAFKA_STORAGE_ERROR
-                if error == ErrorCode.NONE:
+                if error == ErrorCode.NONE and plog is not None:
                     appended = True
+                    replicas.appended(plog)
                     if topic.name == OFFSETS_TOPIC:
                         broker.groups.complete_transaction(
                             index, marker.producer_id, marker.transaction_result
