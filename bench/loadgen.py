@@ -7,6 +7,7 @@
         [--isolation read_committed|read_uncommitted] [--expect N]
     python bench/loadgen.py txn-produce --bootstrap H:P --topic T --size 1024 --count N \
         --commit-ms 100 [--abort-every 10]
+    python bench/loadgen.py failover --bootstrap H:P --topic T --partition 0 --rate 500 --acks all
 
 Every command connects and warms up first, prints `ready`, waits for a line on stdin (so that
 `run.py` can start several workers together and sample the broker's CPU around the measured
@@ -14,7 +15,10 @@ part only), runs, and prints one JSON object: what it did, the CLOCK_MONOTONIC i
 started and ended (comparable across processes), and its own CPU seconds (to tell a
 client-bound run from a broker-bound one).
 
-`produce`, `latency`, `txn-produce` and `consume` use confluent-kafka (librdkafka). `fetch` is a
+`failover` goes on after `go`: a second line, `kill T`, says when the leader was killed (see
+cmd_failover).
+
+`produce`, `latency`, `txn-produce`, `failover` and `consume` use confluent-kafka (librdkafka). `fetch` is a
 hand-rolled Fetch v12 client with no record parsing beyond batch headers (no library in the
 way): it measures what the broker can serve, the figure to hold against loopback TCP bandwidth.
 """
@@ -22,11 +26,13 @@ way): it measures what the broker can serve, the figure to hold against loopback
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
 import struct
 import sys
+import threading
 import time
 from typing import Any
 
@@ -40,6 +46,7 @@ TXN_TIMEOUT_S = 60.0  # bound on one transactional call; a healthy broker answer
 # A transaction's records are sent while it is open, not queued for its commit to drain: the
 # queue holds what a broker takes in about 100 ms, not librdkafka's default 1 GiB.
 TXN_QUEUE_KBYTES = 8 * 1024
+FAILOVER_FLUSH_S = 30.0  # after the run: what is still queued goes to the new leader
 TXN_CLOCK_EVERY = 64  # messages between looks at the clock: ~1 ms of produce() at 1 KiB
 FETCH_MAX_WAIT_MS = 500  # Kafka consumer default; only the last fetch at the end ever waits
 FETCH_MAX_BYTES = 50 * 1024 * 1024  # fetch.max.bytes, the consumer default
@@ -270,6 +277,94 @@ def cmd_txn_produce(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_failover(args: argparse.Namespace) -> None:
+    """A fixed rate into one partition (`--partition`) while the benchmark kills its leader.
+
+    After `go`, the benchmark sends a line `kill T`: T is the CLOCK_MONOTONIC instant just
+    after its SIGKILL. Every record carries its produce instant to its delivery callback;
+    `failover_ms` is from T to the first acknowledgement of a record produced at or after T
+    (the new leader took it with the acks asked for), as this process sees it in poll(), which
+    returns as soon as librdkafka hands an acknowledgement over. The run goes on for `--after`
+    seconds past that acknowledgement (or gives up `--limit` seconds after the kill), then
+    flushes; records produced before the kill and acknowledged after it (retried on the new
+    leader) are counted, not timed."""
+    from confluent_kafka import Producer
+
+    errors: list[str] = []
+    kill_at: list[float] = []  # set once, by the stdin thread
+    first_after: list[float] = []  # the ack instant of the first record produced after T
+    counts = {"acked_before": 0, "acked_retried": 0, "acked_after": 0}
+    last_before = [0.0]  # the last acknowledgement received before T
+
+    def on_delivery(produced_at: float, err: Any, _msg: Any) -> None:
+        now = time.monotonic()
+        if err is not None:
+            if len(errors) < 10:
+                errors.append(str(err))
+            return
+        if not kill_at or now < kill_at[0]:
+            counts["acked_before"] += 1
+            last_before[0] = now
+        elif produced_at < kill_at[0]:
+            counts["acked_retried"] += 1
+        else:
+            counts["acked_after"] += 1
+            if not first_after:
+                first_after.append(now)
+
+    def read_kill() -> None:
+        for line in sys.stdin:
+            word, _, value = line.strip().partition(" ")
+            if word == "kill":
+                kill_at.append(float(value))
+                return
+
+    config = _producer_config(args, LATENCY_LINGER_MS)
+    config["delivery.report.only.error"] = False
+    producer = Producer(config)
+    payload = os.urandom(args.size)
+    topic, partition = args.topic, args.partition
+    for _ in range(100):
+        producer.produce(
+            topic, payload, partition=partition, on_delivery=functools.partial(on_delivery, 0.0)
+        )
+    producer.flush(30)
+    _wait_for_go()
+    threading.Thread(target=read_kill, name="kill-line", daemon=True).start()
+    cpu0 = _cpu_s()
+    start = time.monotonic()
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if first_after and now >= first_after[0] + args.after:
+            break
+        if kill_at and now >= kill_at[0] + args.limit:
+            break
+        due = int((now - start) * args.rate) + 1
+        while sent < due:
+            callback = functools.partial(on_delivery, time.monotonic())
+            producer.produce(topic, payload, partition=partition, on_delivery=callback)
+            sent += 1
+        producer.poll(max(0.0, start + sent / args.rate - time.monotonic()))
+    end = time.monotonic()
+    left = producer.flush(FAILOVER_FLUSH_S)
+    killed = kill_at[0] if kill_at else None
+    _report(
+        messages=sent,
+        bytes=sent * args.size,
+        start=start,
+        end=end,
+        kill_at=killed,
+        first_ack_after_kill=first_after[0] if first_after else None,
+        failover_ms=(first_after[0] - killed) * 1000 if first_after and killed else None,
+        last_ack_before_kill_ms=(killed - last_before[0]) * 1000 if killed else None,
+        unacknowledged=left,
+        client_cpu_s=_cpu_s() - cpu0,
+        errors=errors,
+        **counts,
+    )
+
+
 # --------------------------------------------------------------------------- consume
 
 
@@ -484,7 +579,7 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loadgen")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("produce", "latency", "consume", "fetch", "txn-produce"):
+    for name in ("produce", "latency", "consume", "fetch", "txn-produce", "failover"):
         p = sub.add_parser(name)
         p.add_argument("--bootstrap", required=True)
         p.add_argument("--topic", required=True)
@@ -500,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--expect", type=int, default=0, help="records to consume (0: to the end)")
         p.add_argument("--commit-ms", type=float, default=100.0, help="a transaction's length")
         p.add_argument("--abort-every", type=int, default=0, help="abort every Nth transaction")
+        p.add_argument("--partition", type=int, default=0, help="failover: the partition")
+        p.add_argument("--after", type=float, default=1.0, help="failover: run on this long")
     args = parser.parse_args(argv)
     commands = {
         "produce": cmd_produce,
@@ -507,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         "consume": cmd_consume,
         "fetch": cmd_fetch,
         "txn-produce": cmd_txn_produce,
+        "failover": cmd_failover,
     }
     commands[args.command](args)
     return 0

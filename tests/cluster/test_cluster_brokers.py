@@ -167,49 +167,50 @@ def test_a_second_broker_with_a_registered_id_exits(cluster3: BrokerCluster, tmp
     twin.close()
 
 
-def test_transactions_within_one_broker_and_refused_across(cluster3: BrokerCluster) -> None:
-    """The transaction coordinator writes markers only to logs it leads: a transaction on its
-    own broker's partitions commits; one touching another broker's partition is refused."""
-    from confluent_kafka import KafkaException
-
-    from metamorphostreams.coordinator._shard import java_string_hash, kafka_abs
-
+def test_transactions_span_brokers(cluster3: BrokerCluster) -> None:
+    """A transaction over partitions led by all three brokers, with offsets of a group
+    coordinated elsewhere: its coordinator sends the markers to every leader, which check
+    the transaction with the coordinator before appending (KIP-890); committed data is read,
+    aborted data is not."""
     txn_id = f"tx-{uuid.uuid4().hex[:8]}"
-    producer = Producer(client_config(cluster3.bootstrap, **{"transactional.id": txn_id}))
-    producer.init_transactions(30)
-    state_partition = kafka_abs(java_string_hash(txn_id)) % 50
-    coordinator = _leaders(cluster3.bootstrap, "__transaction_state")[state_partition]
-    other = next(b.broker_id for b in cluster3.brokers if b.broker_id != coordinator)
+    topic = f"tx-spread-{uuid.uuid4().hex[:6]}"
     client = admin(cluster3.bootstrap)
     futures = client.create_topics(
-        [
-            NewTopic("tx-local", 2, replica_assignment=[[coordinator], [coordinator]]),
-            NewTopic("tx-remote", 1, replica_assignment=[[other]]),
-        ]
+        [NewTopic(topic, 3, replica_assignment=[[0, 1, 2], [1, 2, 0], [2, 0, 1]])]
     )
-    for f in futures.values():
-        f.result(timeout=20)
-    wait_until(lambda: _leaders(cluster3.bootstrap, "tx-remote") == {0: other}, "tx-remote led")
+    futures[topic].result(timeout=20)
+    wait_until(lambda: _leaders(cluster3.bootstrap, topic) == {0: 0, 1: 1, 2: 2}, "led")
+    producer = Producer(client_config(cluster3.bootstrap, **{"transactional.id": txn_id}))
+    producer.init_transactions(30)
+    group = f"txg-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(client_config(cluster3.bootstrap, **{"group.id": group}))
 
     producer.begin_transaction()
-    for i in range(10):
-        producer.produce("tx-local", value=f"t{i}".encode(), partition=i % 2)
+    for i in range(30):
+        producer.produce(topic, value=f"c{i}".encode(), partition=i % 3)
+    offsets = [TopicPartition(topic, p, 7) for p in range(3)]
+    producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
     producer.commit_transaction(30)
-    consumer = Consumer(
+
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce(topic, value=f"a{i}".encode(), partition=i % 3)
+    producer.abort_transaction(30)
+
+    reader = Consumer(
         client_config(
             cluster3.bootstrap,
             **{"group.id": "txr", "isolation.level": "read_committed", "enable.auto.commit": False},
         )
     )
-    consumer.assign([TopicPartition("tx-local", p, 0) for p in range(2)])
-    got = _drain(consumer, 10, limit_s=20)
+    reader.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    got = _drain(reader, 30, limit_s=30)
+    assert _drain(reader, 1, limit_s=1.0) == []
+    reader.close()
+    assert sorted(v for _, v in got) == sorted(f"c{i}".encode() for i in range(30))
+    committed = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=20)
+    assert [tp.offset for tp in committed] == [7, 7, 7]
     consumer.close()
-    assert sorted(v for _, v in got) == sorted(f"t{i}".encode() for i in range(10))
-
-    producer.begin_transaction()
-    producer.produce("tx-remote", value=b"never", partition=0)
-    with pytest.raises(KafkaException):
-        producer.commit_transaction(20)
 
 
 def test_only_the_group_coordinator_serves_a_group(cluster3: BrokerCluster) -> None:

@@ -1,10 +1,13 @@
 """Apache Kafka itself, the reference broker: start it, use it, stop it.
 
-Three ways in:
+Four ways in:
 
 * `ReferenceKafka(root).start()`: one KRaft node (broker and controller in one JVM) on free
   loopback ports, its store formatted under `root`; `.bootstrap`, `.stop()`. Reusable by the
   benchmarks (`jvm_options=BENCH_JVM_OPTIONS`, `settings={...}`).
+* `ReferenceKafkaCluster(root).start()`: three such nodes forming one cluster (a static
+  three-voter KRaft quorum, internal topics with replication factor 3), for the tests that
+  compare our replicated cluster with Kafka's (tests/reference/test_cluster_differential.py).
 * The pytest fixture `reference_kafka` (session scope; the conftests of tests/reference and
   tests/interop import it): one Kafka shared by every test of the session, so tests
   use unique topic names. Without Java or the jars it skips, and fails when CI=true.
@@ -34,7 +37,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from pathlib import Path
 from typing import IO, NoReturn
 
@@ -73,6 +76,33 @@ BENCH_JVM_OPTIONS: tuple[str, ...] = (
     "-XX:InitiatingHeapOccupancyPercent=35",
     "-XX:+ExplicitGCInvokesConcurrent",
 )
+
+# A node of the three-node cluster: three JVMs share two cores here, so a smaller heap each.
+CLUSTER_JVM_OPTIONS: tuple[str, ...] = (
+    "-Xms64m",
+    "-Xmx256m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Xss1m",
+)
+# What a replicated cluster keeps from Kafka's defaults, over BASE_PROPERTIES' single-node
+# settings: internal topics replicated three ways with Kafka's default min ISR (2);
+# min.insync.replicas stays 1.
+CLUSTER_PROPERTIES: dict[str, str] = {
+    "offsets.topic.replication.factor": "3",
+    "transaction.state.log.replication.factor": "3",
+    "transaction.state.log.min.isr": "2",
+    "share.coordinator.state.topic.replication.factor": "3",
+    "share.coordinator.state.topic.min.isr": "2",
+    # 30 s by default: a follower that stopped fetching leaves the ISR within 5 s instead.
+    "replica.lag.time.max.ms": "5000",
+    # Heartbeats every 2 s by default; a controlled shutdown waits for a few of them.
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "6000",
+    # Fewer threads than a production broker's 3 + 8: the answers are the same.
+    "num.network.threads": "2",
+    "num.io.threads": "4",
+}
 
 BASE_PROPERTIES: dict[str, str] = {
     "process.roles": "broker,controller",
@@ -174,7 +204,12 @@ def free_port(host: str = HOST) -> int:
 
 
 def metadata_lists_node(host: str, port: int, node_id: int) -> bool:
-    """Metadata v1 on a fresh connection lists `node_id` and a controller.
+    """Metadata v1 on a fresh connection lists `node_id` and a controller."""
+    return metadata_lists_nodes(host, port, {node_id})
+
+
+def metadata_lists_nodes(host: str, port: int, node_ids: Set[int]) -> bool:
+    """Metadata v1 on a fresh connection lists every one of `node_ids` and a controller.
 
     Hand-rolled (no client library) so the launcher runs with a bare interpreter too.
     """
@@ -199,7 +234,7 @@ def metadata_lists_node(host: str, port: int, node_id: int) -> bool:
         pos += 2 + max(rack_len, 0)
         nodes.append(node)
     (controller,) = struct.unpack_from(">i", body, pos)
-    return node_id in nodes and controller >= 0
+    return set(node_ids) <= set(nodes) and controller >= 0
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -236,9 +271,11 @@ class ReferenceKafka:
 
     `root` holds `kafka-logs/` (data and the metadata log), `server.properties`, and `kafka.log`
     (the JVM's stdout and stderr, appended across restarts; with `log_to_stderr`, they go to
-    this process's stderr instead). The controller port is chosen
-    once and kept in `root/controller-port`, so a restart on the same root finds its quorum.
-    Not thread-safe: drive it from one thread.
+    this process's stderr instead). The controller port is chosen (or given as
+    `controller_port`) once and kept in `root/controller-port`, so a restart on the same root
+    finds its quorum. Alone it is its own quorum; `quorum_voters` (Kafka's static
+    `controller.quorum.voters`, `id@host:port,...`) and a shared `cluster_id` make it one
+    node of a `ReferenceKafkaCluster`. Not thread-safe: drive it from one thread.
     """
 
     def __init__(
@@ -254,6 +291,9 @@ class ReferenceKafka:
         log_level: str = "info",
         log_to_stderr: bool = False,
         ready_timeout: float = READY_LIMIT_S,
+        controller_port: int | None = None,
+        quorum_voters: str | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.libs = Path(libs) if libs is not None else None
@@ -265,10 +305,14 @@ class ReferenceKafka:
         self.log_level = log_level
         self.log_to_stderr = log_to_stderr
         self.ready_timeout = ready_timeout
+        self.controller_port = controller_port
+        self.quorum_voters = quorum_voters
+        self.cluster_id = cluster_id
         self.log_path = self.root / "kafka.log"
         self.properties_path = self.root / "server.properties"
         self.startup_s: float | None = None  # from process start to Metadata listing the node
         self._proc: subprocess.Popen[bytes] | None = None
+        self._launched = 0.0  # time.monotonic() of the last launch
 
     @property
     def bootstrap(self) -> str:
@@ -289,7 +333,8 @@ class ReferenceKafka:
     def _controller_port(self) -> int:
         path = self.root / "controller-port"
         if not path.exists():
-            path.write_text(str(free_port(self.host)))
+            port = self.controller_port
+            path.write_text(str(port if port is not None else free_port(self.host)))
         return int(path.read_text())
 
     def properties(self) -> dict[str, str]:
@@ -299,7 +344,8 @@ class ReferenceKafka:
         props.update(
             {
                 "node.id": str(self.node_id),
-                "controller.quorum.voters": f"{self.node_id}@{self.host}:{controller_port}",
+                "controller.quorum.voters": self.quorum_voters
+                or f"{self.node_id}@{self.host}:{controller_port}",
                 "listeners": f"PLAINTEXT://{self.host}:{self.port},"
                 f"CONTROLLER://{self.host}:{controller_port}",
                 "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
@@ -328,6 +374,12 @@ class ReferenceKafka:
 
     def start(self) -> ReferenceKafka:
         """Format the store (first start only), start the JVM, block until it serves."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> ReferenceKafka:
+        """Format the store (first start only) and start the JVM; returns without waiting
+        (a node of a cluster serves only once a majority of its voters runs)."""
         if self.running:
             raise RuntimeError(f"reference Kafka already running (pid {self.pid})")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -341,7 +393,7 @@ class ReferenceKafka:
                     self.java_command(
                         "kafka.tools.StorageTool",
                         "format",
-                        f"--cluster-id={cluster_id()}",
+                        f"--cluster-id={self.cluster_id or cluster_id()}",
                         "--config",
                         str(self.properties_path),
                     ),
@@ -361,8 +413,17 @@ class ReferenceKafka:
                 cwd=self.root,
                 start_new_session=True,  # a Ctrl-C reaches pytest, which stops it in order
             )
+        self._launched = began
+        return self
+
+    def wait_ready(self, node_ids: Set[int] | None = None) -> ReferenceKafka:
+        """Block until Metadata lists this node (and every one of `node_ids`) and a
+        controller; kills the JVM and raises if it exits or takes over `ready_timeout`."""
+        if self._proc is None:
+            raise RuntimeError("reference Kafka was never launched")
+        wanted = {self.node_id, *(node_ids or ())}
         deadline = time.monotonic() + self.ready_timeout
-        while not metadata_lists_node(self.host, self.port, self.node_id):
+        while not metadata_lists_nodes(self.host, self.port, wanted):
             if self._proc.poll() is not None:
                 raise RuntimeError(
                     f"reference Kafka exited with {self._proc.returncode} before it was ready\n"
@@ -375,7 +436,7 @@ class ReferenceKafka:
                     + self.log_tail()
                 )
             time.sleep(0.1)
-        self.startup_s = time.monotonic() - began
+        self.startup_s = time.monotonic() - self._launched
         return self
 
     def _open_log(self) -> IO[bytes]:
@@ -418,6 +479,117 @@ class ReferenceKafka:
         if not self.running:
             self.start()
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop()
+        finally:
+            self.close()
+
+
+class ReferenceKafkaCluster:
+    """`size` Apache Kafka nodes on loopback, each a KRaft broker and controller in one JVM
+    (combined mode), under `root/node-<id>`: node ids 0..size-1, every node a voter of one
+    static quorum (`controller.quorum.voters`, kraft.version 0; each store formatted with
+    the same cluster id), internal topics replicated three ways (`CLUSTER_PROPERTIES`).
+
+    `start()` launches the nodes in parallel (none serves until a majority of voters runs)
+    and returns once every node's Metadata lists every node. `stop_node(id)` is a controlled
+    shutdown of one node (SIGTERM: Kafka moves its leaderships and takes it out of the ISRs
+    first). Not thread-safe: drive it from one thread.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        size: int = 3,
+        libs: Path | None = None,
+        host: str = HOST,
+        settings: Mapping[str, object] | None = None,
+        jvm_options: Sequence[str] = CLUSTER_JVM_OPTIONS,
+        ready_timeout: float = READY_LIMIT_S,
+    ) -> None:
+        self.root = Path(root).resolve()
+        controller_ports = [free_port(host) for _ in range(size)]
+        voters = ",".join(f"{i}@{host}:{port}" for i, port in enumerate(controller_ports))
+        shared_id = cluster_id()
+        merged = {**CLUSTER_PROPERTIES, **(settings or {})}
+        self.nodes = [
+            ReferenceKafka(
+                self.root / f"node-{i}",
+                libs=libs,
+                host=host,
+                node_id=i,
+                settings=merged,
+                jvm_options=jvm_options,
+                ready_timeout=ready_timeout,
+                controller_port=controller_ports[i],
+                quorum_voters=voters,
+                cluster_id=shared_id,
+            )
+            for i in range(size)
+        ]
+        self.cluster_id = shared_id
+        self.startup_s: float | None = None  # from the first launch to every node listing all
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> ReferenceKafka:
+        return self.nodes[node_id]
+
+    def start(self) -> ReferenceKafkaCluster:
+        """Format and launch every node at once, then wait for all to serve all."""
+        began = time.monotonic()
+        errors: list[BaseException] = []
+
+        def launch(node: ReferenceKafka) -> None:
+            try:
+                node.launch()
+            except BaseException as exc:  # raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=launch, args=(n,)) for n in self.nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        try:
+            if errors:
+                raise errors[0]
+            every = {n.node_id for n in self.nodes}
+            for node in self.nodes:
+                node.wait_ready(every)
+        except BaseException:
+            self.close()
+            raise
+        self.startup_s = time.monotonic() - began
+        return self
+
+    def stop_node(self, node_id: int, timeout: float = STOP_LIMIT_S) -> int | None:
+        """A controlled shutdown of one node; its exit status."""
+        return self.nodes[node_id].stop(timeout)
+
+    def stop(self) -> None:
+        """Every node in parallel (the last voters standing would wait for each other)."""
+        threads = [threading.Thread(target=n.stop) for n in self.nodes if n.running]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def close(self) -> None:
+        """Make sure every JVM is gone; never raises."""
+        for node in self.nodes:
+            node.close()
+
+    def log_tails(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(node.log_tail(lines) for node in self.nodes)
+
+    def __enter__(self) -> ReferenceKafkaCluster:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         try:

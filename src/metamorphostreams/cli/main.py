@@ -10,6 +10,7 @@ from ._common import client_options, json_option
 from .broker_cmd import add_broker_parser
 from .consume_cmd import add_consume_parser
 from .group_cmd import add_cluster_parser, add_group_parser
+from .log_dirs_cmd import add_log_dirs_parser
 from .produce_cmd import add_produce_parser
 from .topic_cmd import add_topic_parser
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_consume_parser(sub, common)
     add_group_parser(sub, common)
     add_cluster_parser(sub, common)
+    add_log_dirs_parser(sub, common)
     return parser
 
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..client import AsyncAdmin, NewTopic, TopicPartition
+from ..client.admin import OffsetSpec
 from ..client.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from ._common import CliError, client_config, key_values, print_json, print_table, run_async
 
@@ -38,7 +39,9 @@ def add_topic_parser(sub: Any, common: list[argparse.ArgumentParser]) -> None:
     ls.set_defaults(run=run_async(_list))
 
     d = tsub.add_parser(
-        "describe", parents=[conn, json_opt], help="partitions, leaders, offsets, configs"
+        "describe",
+        parents=[conn, json_opt],
+        help="partitions: leader, replicas, ISR, offline replicas, offsets; configs",
     )
     d.add_argument("names", nargs="+", metavar="TOPIC")
     d.set_defaults(run=run_async(_describe))
@@ -99,8 +102,11 @@ async def _describe(args: argparse.Namespace) -> int:
         for name in args.names:
             desc = descriptions[name]
             tps = [TopicPartition(name, p.partition) for p in desc.partitions]
-            earliest = await admin.list_offsets(dict.fromkeys(tps, "earliest"))
-            latest = await admin.list_offsets(dict.fromkeys(tps, "latest"))
+            # Offsets come from the leaders; while a partition has no live leader they are
+            # unknown ("-"), and asking would wait for one to be elected.
+            led = all(p.leader >= 0 and p.leader not in p.offline for p in desc.partitions)
+            earliest = await _offsets(admin, tps, "earliest") if led else dict.fromkeys(tps)
+            latest = await _offsets(admin, tps, "latest") if led else dict.fromkeys(tps)
             configs = await admin.describe_configs("topic", name)
             out.append(
                 {
@@ -115,10 +121,11 @@ async def _describe(args: argparse.Namespace) -> int:
                             "leader_epoch": p.leader_epoch,
                             "replicas": list(p.replicas),
                             "isr": list(p.isr),
-                            "earliest_offset": earliest[TopicPartition(name, p.partition)][0],
-                            "latest_offset": latest[TopicPartition(name, p.partition)][0],
+                            "offline_replicas": list(p.offline),
+                            "earliest_offset": earliest[tp],
+                            "latest_offset": latest[tp],
                         }
-                        for p in desc.partitions
+                        for tp, p in zip(tps, desc.partitions, strict=True)
                     ],
                 }
             )
@@ -135,20 +142,32 @@ async def _describe(args: argparse.Namespace) -> int:
         config_text = ",".join(f"{k}={v}" for k, v in topic["configs"].items())
         print(f"Configs: {config_text or '(defaults)'}")
         print_table(
-            ["PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST"],
+            ["PARTITION", "LEADER", "REPLICAS", "ISR", "OFFLINE", "EARLIEST", "LATEST"],
             [
                 (
                     p["partition"],
-                    p["leader"],
-                    ",".join(map(str, p["replicas"])),
-                    ",".join(map(str, p["isr"])),
-                    p["earliest_offset"],
-                    p["latest_offset"],
+                    p["leader"] if p["leader"] >= 0 else "none",
+                    _ids(p["replicas"]),
+                    _ids(p["isr"]),
+                    _ids(p["offline_replicas"]),
+                    "-" if p["earliest_offset"] is None else p["earliest_offset"],
+                    "-" if p["latest_offset"] is None else p["latest_offset"],
                 )
                 for p in topic["partitions"]
             ],
         )
     return 0
+
+
+async def _offsets(
+    admin: AsyncAdmin, tps: list[TopicPartition], spec: OffsetSpec
+) -> dict[TopicPartition, int | None]:
+    found = await admin.list_offsets(dict.fromkeys(tps, spec))
+    return {tp: found[tp][0] for tp in tps}
+
+
+def _ids(brokers: list[int]) -> str:
+    return ",".join(map(str, brokers)) or "-"
 
 
 async def _delete(args: argparse.Namespace) -> int:

@@ -18,8 +18,10 @@ from .admin import (
     ConfigEntry,
     GroupDescription,
     GroupListing,
+    LogDirDescription,
     MemberDescription,
     NewTopic,
+    ReplicaInfo,
     TopicDescription,
 )
 from .assignors import CooperativeStickyAssignor, RangeAssignor, RoundRobinAssignor
@@ -68,6 +70,7 @@ __all__ = [
     "KafkaConnectionError",
     "KafkaError",
     "KafkaTimeoutError",
+    "LogDirDescription",
     "MemberDescription",
     "MessageSizeTooLargeError",
     "NewTopic",
@@ -77,6 +80,7 @@ __all__ = [
     "ProducerFencedError",
     "RangeAssignor",
     "RecordMetadata",
+    "ReplicaInfo",
     "RoundRobinAssignor",
     "TopicAlreadyExistsError",
     "TopicDescription",

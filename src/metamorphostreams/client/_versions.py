@@ -30,6 +30,7 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     26: (0, 4),  # EndTxn: 5 is transaction-version-2 (epoch bump per transaction)
     28: (0, 4),  # TxnOffsetCommit: 5 implies AddOffsetsToTxn (transaction-version-2)
     32: (1, 4),  # DescribeConfigs
+    35: (1, 5),  # DescribeLogDirs: 4+ volume sizes, 5 is_cordoned
     37: (0, 3),  # CreatePartitions
     42: (0, 2),  # DeleteGroups
     44: (0, 1),  # IncrementalAlterConfigs

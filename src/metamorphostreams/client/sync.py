@@ -33,6 +33,7 @@ from .admin import (
     ConfigEntry,
     GroupDescription,
     GroupListing,
+    LogDirDescription,
     NewTopic,
     OffsetSpec,
     TopicDescription,
@@ -458,6 +459,19 @@ class Admin(_SyncClient):
 
     def describe_cluster(self) -> ClusterDescription:
         result: ClusterDescription = self._run(self._admin.describe_cluster())
+        return result
+
+    def describe_log_dirs(
+        self,
+        brokers: Iterable[int] | None = None,
+        partitions: Iterable[TopicPartition] | None = None,
+    ) -> dict[int, dict[str, LogDirDescription]]:
+        result: dict[int, dict[str, LogDirDescription]] = self._run(
+            self._admin.describe_log_dirs(
+                None if brokers is None else list(brokers),
+                None if partitions is None else list(partitions),
+            )
+        )
         return result
 
     def list_offsets(

@@ -63,8 +63,10 @@ SERVED: dict[int, ApiRange] = {
         _r(27, 1, 2),  # WriteTxnMarkers
         _r(28, 0, 5),  # TxnOffsetCommit
         _r(32, 1, 4),  # DescribeConfigs
+        _r(35, 1, 5),  # DescribeLogDirs (5: is_cordoned, always false here)
         _r(37, 0, 3),  # CreatePartitions
         _r(42, 0, 2),  # DeleteGroups
+        _r(43, 0, 2),  # ElectLeaders (in a cluster: run by the controller, forwarded to it)
         _r(47, 0, 0),  # OffsetDelete
         _r(60, 0, 2),  # DescribeCluster
         _r(61, 0, 0),  # DescribeProducers

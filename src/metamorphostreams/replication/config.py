@@ -6,7 +6,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ReplicationConfig"]
+__all__ = ["REPLICATION_KEYS", "ReplicationConfig"]
+
+REPLICATION_KEYS = frozenset(
+    {
+        "replica.fetch.backoff.ms",
+        "replica.fetch.max.bytes",
+        "replica.fetch.min.bytes",
+        "replica.fetch.response.max.bytes",
+        "replica.fetch.wait.max.ms",
+        "replica.socket.timeout.ms",
+        "replica.lag.time.max.ms",
+        "replica.high.watermark.checkpoint.interval.ms",
+    }
+)
 
 
 def _int(props: Mapping[str, Any], key: str, default: int) -> int:

@@ -11,8 +11,9 @@ Kafka's rules, which these follow:
   when that offset reaches the leader's log end offset, or the log end offset the leader
   had at the follower's previous fetch (it has then read everything the previous fetch
   returned); ``last_caught_up_ms`` keeps the time of that.
-- The ISR grows by a follower not in it whose log end offset reached both the high
-  watermark and the start offset of the leader's current epoch, and shrinks by followers
+- The ISR grows by a follower not in it, when its fetch shows that its log end offset
+  reached both the high watermark and the start offset of the leader's current epoch, and
+  shrinks by followers
   not caught up within ``replica.lag.time.max.ms``.
 - The high watermark is the smallest log end offset over the "maximal" ISR: the ISR plus a
   follower being added (an expansion counts at once, a shrink only once it is written).
@@ -154,20 +155,17 @@ class LeaderState:
                 hw = offset
         return hw
 
-    def expansion(self, high_watermark: int) -> IsrChange | None:
-        """The ISR with every caught-up follower added, when one is missing from it."""
-        if self.pending is not None:
+    def expansion(self, replica_id: int, high_watermark: int) -> IsrChange | None:
+        """The ISR with ``replica_id`` added, when that follower, which has just fetched, is
+        missing from it and caught up (Kafka looks only at the follower fetching: a
+        follower that stopped fetching, dead, never comes back in on another's fetch)."""
+        follower = self.followers.get(replica_id)
+        if self.pending is not None or follower is None or replica_id in self.isr:
             return None
-        joining = [
-            replica
-            for replica, f in self.followers.items()
-            if replica not in self.isr
-            and f.log_end_offset >= high_watermark
-            and f.log_end_offset >= self.epoch_start_offset
-        ]
-        if not joining:
+        offset = follower.log_end_offset
+        if offset < high_watermark or offset < self.epoch_start_offset:
             return None
-        isr = tuple(r for r in self.replicas if r in self.isr or r in joining)
+        isr = tuple(r for r in self.replicas if r in self.isr or r == replica_id)
         isr += tuple(r for r in self.isr if r not in isr)
         return self._propose(isr)
 

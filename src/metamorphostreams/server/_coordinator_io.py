@@ -1,6 +1,6 @@
 """What the group and transaction runtimes share: creating a coordinator's internal topic,
-reading its partitions back at start-up, and the one loop timer that wakes a coordinator at
-its next deadline."""
+reading its partitions back at start-up, the one loop timer that wakes a coordinator at
+its next deadline, and (in a cluster) waiting for the ISR to have a coordinator's records."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from ..protocol.errors import ErrorCode
 from ..protocol.record_batch import BatchHeader
 from ..protocol.records import Record, iter_batches
 from ..storage import PartitionLog
+from .connection import CloseConnection
 
 if TYPE_CHECKING:
     from .broker import Broker
+    from .replica_manager import Replication
 
 LOAD_READ_BYTES = 8 << 20  # per read while replaying a coordinator's partition
 
@@ -34,12 +36,15 @@ def ensure_internal_topic(broker: Broker, name: str, partitions: int, segment_by
 def replay_partition(
     plog: PartitionLog, visit: Callable[[BatchHeader, list[Record]], None]
 ) -> None:
-    """Hand every batch from the log start to the high watermark to ``visit``, in order."""
+    """Hand every batch from the log start to the log end to ``visit``, in order.
+
+    To the log end, as Kafka's coordinator loader reads: a new leader's high watermark may
+    still lag records that were replicated and acknowledged (its followers tell it where they
+    are only at their next fetch), and a leader's log is never truncated."""
     offset = plog.log_start_offset
-    while offset < plog.high_watermark:
-        result = plog.read(
-            offset, LOAD_READ_BYTES, max_offset=plog.high_watermark, min_one_message=True
-        )
+    end = plog.log_end_offset
+    while offset < end:
+        result = plog.read(offset, LOAD_READ_BYTES, max_offset=end, min_one_message=True)
         if result.error != ErrorCode.NONE or result.size == 0:
             break
         for header, records in iter_batches(result.read_bytes()):
@@ -69,3 +74,16 @@ class DeadlineTimer:
     def _run(self) -> None:
         self._handle = None
         self._fire()
+
+
+async def await_coordinator_records(
+    broker: Broker, waits: list[Replication], timeout_s: float
+) -> None:
+    """In a cluster a coordinator answers once the ISR has its records (Kafka appends them
+    with acks=all). When they cannot be replicated the client's connection is closed: it
+    retries, finding the coordinator again, and is never told of a change that a leader
+    change could lose."""
+    errors = await broker.replicas.await_replicated(waits, timeout_s)
+    failed = [(w[0], w[1], e.name) for w, e in zip(waits, errors, strict=True) if e]
+    if failed:
+        raise CloseConnection(f"coordinator records not replicated: {failed}")

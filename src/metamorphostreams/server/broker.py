@@ -22,6 +22,7 @@ from ..cluster.metadata import MetadataStore, new_kafka_uuid, uuid_to_kafka
 from ..cluster.store import MetadataStoreProtocol
 from ..coordinator import GroupCoordinatorConfig
 from ..coordinator.transaction import TransactionConfig
+from ..replication.config import REPLICATION_KEYS
 from ..storage import CLEANER_CONFIG_KEYS, SERVER_SYNONYMS, CleanerConfig, LogConfigError
 from .config import BrokerConfig, ConfigError
 from .connection import Connection, ConnectionQuotas, resolve_overrides
@@ -47,6 +48,13 @@ CLUSTER_KEYS = frozenset(
         "broker.rack",
         "offsets.topic.replication.factor",
         "transaction.state.log.replication.factor",
+        "unclean.leader.election.enable",
+        "controlled.shutdown.enable",
+        "controlled.shutdown.max.retries",
+        "controlled.shutdown.retry.backoff.ms",
+        "auto.leader.rebalance.enable",
+        "leader.imbalance.check.interval.seconds",
+        "leader.imbalance.per.broker.percentage",
     }
 )
 # Broker keys read by the storage and coordinator configs rather than BrokerConfig itself.
@@ -56,6 +64,7 @@ _OTHER_KNOWN_KEYS = frozenset(
     | {f.name.replace("_", ".") for f in dataclasses.fields(TransactionConfig)}
     | CLEANER_CONFIG_KEYS
     | CLUSTER_KEYS
+    | REPLICATION_KEYS
 )
 
 
@@ -285,10 +294,12 @@ class Broker:
         """Retention, time-based flushes and checkpoints, at Kafka's configured intervals."""
         retention_every = int(self.config["log.retention.check.interval.ms"]) / 1000
         checkpoint_every = int(self.config["log.flush.offset.checkpoint.interval.ms"]) / 1000
-        tick = min(1.0, retention_every, max(checkpoint_every, 0.05))
+        hw_every = self.replicas.replication.high_watermark_checkpoint_interval_ms / 1000
+        tick = min(1.0, retention_every, max(checkpoint_every, 0.05), max(hw_every, 0.05))
         loop = asyncio.get_running_loop()
         next_retention = loop.time() + retention_every
         next_checkpoint = loop.time() + checkpoint_every
+        next_hw_checkpoint = loop.time() + hw_every
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
@@ -300,5 +311,8 @@ class Broker:
                 if now >= next_checkpoint:
                     next_checkpoint = now + checkpoint_every
                     self.replicas.checkpoint()
+                if now >= next_hw_checkpoint:
+                    next_hw_checkpoint = now + hw_every
+                    self.replicas.checkpoint_high_watermarks()
             except OSError:
                 log.exception("housekeeping failed; will retry")

@@ -17,7 +17,9 @@ What it does, on the broker's loop:
   ``replica.lag.time.max.ms`` / 2;
 - as controller: carries out topic deletions (``/admin/delete_topics``) and elects leaders
   from the ISR when brokers leave and return, removing dead brokers from ISRs
-  (``zk_partitions.elect_leaders``, every write fenced by the controller epoch).
+  (``zk_partitions.elect_leaders``, every write fenced by the controller epoch); runs the
+  elections ElectLeaders asks for (``elect_leaders``), and moves leadership back to preferred
+  replicas when a broker's share led elsewhere grows (``auto.leader.rebalance.enable``).
 
 Threads. Every ZooKeeper call runs on one worker thread (``self._zk``), never on the loop;
 kazoo's watch callbacks only read ZooKeeper and hand view changes to ``_deliver``
@@ -49,10 +51,15 @@ from ..cluster.zk_controller import (
     ControllerMovedError,
 )
 from ..cluster.zk_partitions import (
+    ELECTION_PREFERRED,
+    ElectionOutcome,
     current_controller_epoch,
     elect_leaders,
+    elect_partitions,
     live_brokers,
     partition_state_ops,
+    read_assignments,
+    rebalance_candidates,
     update_isr,
 )
 from ..cluster.zk_store import (
@@ -73,6 +80,8 @@ log = logging.getLogger("metamorphostreams.server")
 T = TypeVar("T")
 DEFAULT_SESSION_TIMEOUT_MS = 18_000  # Kafka's zookeeper.session.timeout.ms
 DELETE_WAIT_POLL_S = 0.05
+ELECTION_WAIT_POLL_S = 0.02  # until the view shows the leaders an ElectLeaders wrote
+FIRST_REBALANCE_DELAY_S = 5.0  # Kafka checks the leader balance 5 s after a controller starts
 
 
 class ClusterStartError(ConfigError):
@@ -110,6 +119,7 @@ class ClusterRuntime:
         self._creating: set[str] = set()
         self._coordinator_partitions: dict[str, frozenset[int]] | None = None
         self._isr_task: asyncio.Task[None] | None = None
+        self._rebalance_task: asyncio.Task[None] | None = None
         self._closed = False
         self._started = False  # the logs are open: view changes may now open and drop logs
 
@@ -243,6 +253,8 @@ class ClusterRuntime:
         self._closed = True
         if self._isr_task is not None:
             self._isr_task.cancel()
+        if self._rebalance_task is not None:
+            self._rebalance_task.cancel()
         await self.broker.replicas.close_fetchers()
         if self.elector is not None:
             await self._run(self.elector.close)
@@ -331,6 +343,7 @@ class ClusterRuntime:
     def _on_elected(self, ctx: ControllerContext) -> None:
         log.info("broker %d is the controller (epoch %d)", self.broker_id, ctx.epoch)
         self._controller_work()
+        self._start_rebalancing()
 
     def _controller_work(self) -> None:
         """Queue one controller pass (coalesced); a no-op on brokers that are not controller."""
@@ -377,6 +390,101 @@ class ClusterRuntime:
             value = self.broker.config.props.get("unclean.leader.election.enable", "false")
         return str(value).strip().lower() == "true"
 
+    # -- elections on request and leader rebalancing (controller; loop + worker) -----------
+
+    @property
+    def is_controller(self) -> bool:
+        elector = self.elector
+        return elector is not None and elector.context is not None
+
+    async def elect_leaders(
+        self, election_type: int, partitions: list[tuple[str, int]] | None, timeout_ms: int
+    ) -> dict[tuple[str, int], ElectionOutcome]:
+        """ElectLeaders on the controller: every partition when ``partitions`` is None.
+
+        The elections run on the ZooKeeper worker; then, as Kafka's DelayedElectLeader, a
+        partition given a new leader is answered NONE once this broker's view shows that
+        leader, or REQUEST_TIMED_OUT when ``timeout_ms`` (counted from the request) ends first.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout_ms, 0) / 1000
+        if partitions is None:
+            partitions = [
+                (name, p)
+                for name, assignment in sorted(self.store.assignments.items())
+                for p in sorted(assignment.partitions)
+            ]
+        if not partitions:
+            return {}
+        outcomes = await self._run(self._elect_partitions, partitions, election_type)
+        waiting = {k: o.leader for k, o in outcomes.items() if o.error == ErrorCode.NONE}
+        while True:
+            for key, leader in list(waiting.items()):
+                state = self.states.get(key)
+                if state is not None and state.leader == leader:
+                    del waiting[key]
+            if not waiting or loop.time() >= deadline:
+                break
+            await asyncio.sleep(ELECTION_WAIT_POLL_S)
+        for key in waiting:
+            outcomes[key] = ElectionOutcome(ErrorCode.REQUEST_TIMED_OUT)
+        return outcomes
+
+    def _elect_partitions(
+        self, partitions: list[tuple[str, int]], election_type: int
+    ) -> dict[tuple[str, int], ElectionOutcome]:
+        """Worker thread: the elections, on what ZooKeeper holds now."""
+        elector = self.elector
+        ctx = elector.context if elector is not None else None
+        if ctx is None or self._closed:
+            return {key: ElectionOutcome(ErrorCode.NOT_CONTROLLER) for key in partitions}
+        kind = "PREFERRED" if election_type == ELECTION_PREFERRED else "UNCLEAN"
+        log.info("controller: %s leader election for %d partition(s)", kind, len(partitions))
+        assignments = read_assignments(self.client, {topic for topic, _ in partitions})
+        live = {int(c) for c in self.client.get_children(zp.BROKER_IDS_PATH)}
+        deleting = set(self.client.get_children(zp.DELETE_TOPICS_PATH))
+        return elect_partitions(
+            ctx, assignments, partitions, live, election_type=election_type, deleting=deleting
+        )
+
+    def _start_rebalancing(self) -> None:
+        """On election (loop): Kafka's auto-leader-rebalance task, unless turned off."""
+        props = self.broker.config.props
+        enabled = str(props.get("auto.leader.rebalance.enable", "true")).strip().lower()
+        running = self._rebalance_task is not None and not self._rebalance_task.done()
+        if enabled != "true" or running or self._closed:
+            return
+        self._rebalance_task = asyncio.get_running_loop().create_task(self._rebalance_leaders())
+
+    async def _rebalance_leaders(self) -> None:
+        """While controller: 5 s after the election, then every
+        ``leader.imbalance.check.interval.seconds``, preferred elections for the partitions
+        of each broker whose share led elsewhere is above
+        ``leader.imbalance.per.broker.percentage`` (``zk_partitions.rebalance_candidates``)."""
+        props = self.broker.config.props
+        interval_s = max(int(props.get("leader.imbalance.check.interval.seconds", 300)), 1)
+        percentage = float(props.get("leader.imbalance.per.broker.percentage", 10))
+        delay_s = FIRST_REBALANCE_DELAY_S
+        while not self._closed and self.is_controller:
+            await asyncio.sleep(delay_s)
+            delay_s = interval_s
+            if self._closed or not self.is_controller:
+                return
+            candidates = rebalance_candidates(
+                self.store.assignments, self.states, set(self.brokers), percentage
+            )
+            if not candidates:
+                continue
+            try:
+                outcomes = await self._run(self._elect_partitions, candidates, ELECTION_PREFERRED)
+            except Exception:
+                log.exception("leader rebalance failed")
+                continue
+            settled = (ErrorCode.NONE, ErrorCode.ELECTION_NOT_NEEDED)
+            failed = {k: o.error.name for k, o in outcomes.items() if o.error not in settled}
+            if failed:
+                log.warning("leader rebalance: not moved: %s", failed)
+
     # -- ISR writes (loop; ZooKeeper on the worker) ---------------------------------------
 
     def _write_isr(self, topic: str, partition: int, change: IsrChange) -> None:
@@ -394,7 +502,7 @@ class ClusterRuntime:
             try:
                 new = update_isr(self.client, topic, partition, current, change.isr)
             except Exception as e:
-                log.warning("%s-%d: cannot write the ISR %s: %s", topic, partition, change.isr, e)
+                log.warning("%s-%d: cannot write the ISR %s: %r", topic, partition, change.isr, e)
                 new = None
 
             def apply() -> None:
@@ -413,7 +521,9 @@ class ClusterRuntime:
 
     def sync_now(self) -> None:
         """Open this broker's logs at start-up, before the coordinators replay them."""
-        self.broker.replicas.enable_replication(self.endpoint, self._write_isr)
+        self.broker.replicas.enable_replication(
+            self.endpoint, self._write_isr, lambda broker_id: broker_id in self.brokers
+        )
         self._started = True
         self._sync()
 

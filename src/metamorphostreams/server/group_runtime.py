@@ -22,9 +22,14 @@ from ..coordinator import CoordinatorRecord, GroupCoordinator, GroupCoordinatorC
 from ..protocol.errors import DecodeError, ErrorCode
 from ..protocol.record_batch import BatchHeader
 from ..protocol.records import ControlRecordType, Record, build_batch, parse_control_key
-from ..storage import AppendOrigin
-from ._coordinator_io import DeadlineTimer, ensure_internal_topic, replay_partition
-from .replica_manager import leader_epoch_of
+from ..storage import AppendOrigin, PartitionLog
+from ._coordinator_io import (
+    DeadlineTimer,
+    await_coordinator_records,
+    ensure_internal_topic,
+    replay_partition,
+)
+from .replica_manager import Replication, leader_epoch_of
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -46,6 +51,8 @@ class GroupRuntime:
         self._config = GroupCoordinatorConfig.from_properties(props)
         self.coordinator = self._new_coordinator()
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        # In a cluster: what the current request appended, answered once the ISR has it.
+        self._appended: list[Replication] = []
         self._timer = DeadlineTimer(self._on_timer)
 
     def _new_coordinator(self) -> GroupCoordinator:
@@ -143,8 +150,13 @@ class GroupRuntime:
     ) -> Any:
         """Run one coordinator handler; wait for the answer if the request was parked."""
         self.ensure_offsets_topic()
+        self._appended = []
         result = handler(self.broker.now_ms(), request, version)
         response = self._apply(result)
+        if self._appended:
+            waits, self._appended = self._appended, []
+            timeout_s = int(self.broker.config.props.get("offsets.commit.timeout.ms", 5000)) / 1000
+            await await_coordinator_records(self.broker, waits, timeout_s)
         if result.pending is None:
             return response
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -226,7 +238,7 @@ class GroupRuntime:
                 result.error.name,
             )
         else:
-            self.broker.replicas.appended(plog)
+            self._written(plog)
             self.broker.replicas.notify_append()
         return result.error
 
@@ -256,8 +268,15 @@ class GroupRuntime:
                     result.error.name,
                 )
             else:
-                self.broker.replicas.appended(plog)
+                self._written(plog)
         self.broker.replicas.notify_append()
+
+    def _written(self, plog: PartitionLog) -> None:
+        self.broker.replicas.appended(plog)
+        if self.broker.cluster is not None:
+            self._appended.append(
+                (plog.topic, plog.partition, plog.log_end_offset, leader_epoch_of(plog))
+            )
 
     def _reschedule(self) -> None:
         self._timer.reschedule(self.coordinator.next_deadline_ms(), self.broker.now_ms())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,6 +40,9 @@ LEADER_EPOCH = 0  # a single broker is elected leader once, in epoch 0, as KRaft
 
 TopicPartition = tuple[str, int]
 IsrWriter = Callable[[str, int, IsrChange], None]
+# An append waiting for replication: topic, partition, the offset the high watermark must
+# reach, the leader epoch it was appended in.
+Replication = tuple[str, int, int, int]
 
 
 def leader_epoch_of(plog: PartitionLog) -> int:
@@ -78,6 +81,7 @@ class ReplicaManager:
         self.fetchers: ReplicaFetcherManager | None = None
         self.replication = ReplicationConfig.from_props(config.props)
         self.isr_writer: IsrWriter | None = None
+        self.registered: Callable[[int], bool] = lambda broker_id: True
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -128,8 +132,7 @@ class ReplicaManager:
 
     def close(self) -> None:
         self._stop_cleaner()
-        if self.leaders is not None:
-            self._checkpoint_high_watermarks()
+        self.checkpoint_high_watermarks()
         self.logs.close()
 
     # -- topics ------------------------------------------------------------------------
@@ -190,12 +193,18 @@ class ReplicaManager:
     # -- replication (a cluster only) ---------------------------------------------------
 
     def enable_replication(
-        self, endpoint_of: Callable[[int], tuple[str, int] | None], isr_writer: IsrWriter
+        self,
+        endpoint_of: Callable[[int], tuple[str, int] | None],
+        isr_writer: IsrWriter,
+        registered: Callable[[int], bool],
     ) -> None:
-        """Partitions are now led or followed as the cluster runtime says (none until then)."""
+        """Partitions are now led or followed as the cluster runtime says (none until then).
+        ``registered``: is a broker registered (a broker withdrawing for a controlled
+        shutdown still fetches, but does not come back into ISRs, as in Kafka)."""
         self.leaders = {}
         self.fetchers = ReplicaFetcherManager(self, endpoint_of, self.replication)
         self.isr_writer = isr_writer
+        self.registered = registered
 
     def follower_log(self, topic: str, partition: int) -> PartitionLog | None:
         if (topic, partition) not in self.followed:
@@ -297,9 +306,10 @@ class ReplicaManager:
         ):
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         self.maybe_advance_high_watermark(state, plog)
-        change = state.expansion(plog.high_watermark)
-        if change is not None:
-            self._write_isr(state, change)
+        if replica_id not in state.isr and self.registered(replica_id):
+            change = state.expansion(replica_id, plog.high_watermark)
+            if change is not None:
+                self._write_isr(state, change)
         return ErrorCode.NONE
 
     def appended(self, plog: PartitionLog) -> None:
@@ -375,7 +385,37 @@ class ReplicaManager:
             return ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
         return ErrorCode.NONE
 
-    def _checkpoint_high_watermarks(self) -> None:
+    async def await_replicated(
+        self,
+        waits: Sequence[Replication],
+        timeout_s: float,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> list[ErrorCode]:
+        """Wait until the ISR has each append (topic, partition, offset the high watermark
+        must reach, leader epoch of the append), Kafka's delayed produce: an answer per
+        wait, REQUEST_TIMED_OUT for those still short after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout_s, 0.0)
+        answers: list[ErrorCode | None] = [None] * len(waits)
+        while True:
+            pending = False
+            for i, (topic, partition, required, epoch) in enumerate(waits):
+                if answers[i] is None:
+                    answers[i] = self.replication_error(topic, partition, required, epoch)
+                    pending = pending or answers[i] is None
+            now = loop.time()
+            if not pending or cancelled():
+                break
+            if now >= deadline:
+                break
+            await self.wait_for_data(deadline - now)
+        return [ErrorCode.REQUEST_TIMED_OUT if a is None else a for a in answers]
+
+    def checkpoint_high_watermarks(self) -> None:
+        """``replication-offset-checkpoint`` (a cluster's replicated logs only), every
+        ``replica.high.watermark.checkpoint.interval.ms`` and at close."""
+        if self.leaders is None:
+            return
         try:
             self.logs.checkpoint_high_watermarks()
         except OSError:
@@ -405,8 +445,6 @@ class ReplicaManager:
     def checkpoint(self) -> None:
         self.logs.checkpoint_recovery_points()
         self.logs.checkpoint_log_start_offsets()
-        if self.leaders is not None:
-            self._checkpoint_high_watermarks()
 
     # -- the log cleaner ---------------------------------------------------------------
 

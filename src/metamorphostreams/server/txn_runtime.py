@@ -6,8 +6,14 @@ The coordinator (``coordinator/transaction/``) decides; this module does its I/O
 coordinator completes them, fires its timers (transaction timeouts, id expiration), replays
 ``__transaction_state`` at start-up, and writes the COMMIT/ABORT markers the coordinator asks
 for. A standalone broker leads every partition, so the markers go straight into the partition
-logs (Kafka's coordinator sends WriteTxnMarkers to each leader); a marker written to
-``__consumer_offsets`` also completes the group coordinator's pending transactional offsets.
+logs; in a cluster ``txn_remote`` appends those led here and sends the others to their
+leaders (WriteTxnMarkers), and answers the KIP-890 checks of transactions coordinated by
+another broker. A marker written to ``__consumer_offsets`` also completes the group
+coordinator's pending transactional offsets.
+
+In a cluster the coordinator epoch of a transaction is the leader epoch of its
+``__transaction_state`` partition, so markers of a coordinator that lost the partition are
+fenced by the next one's.
 """
 
 from __future__ import annotations
@@ -29,17 +35,24 @@ from ..protocol.errors import DecodeError, ErrorCode
 from ..protocol.features import finalized_level
 from ..protocol.record_batch import BatchHeader
 from ..protocol.records import Record, build_batch
-from ._coordinator_io import DeadlineTimer, ensure_internal_topic, replay_partition
+from ._coordinator_io import (
+    DeadlineTimer,
+    await_coordinator_records,
+    ensure_internal_topic,
+    replay_partition,
+)
 from .connection import CloseConnection
 from .group_runtime import OFFSETS_TOPIC
-from .replica_manager import LEADER_EPOCH, leader_epoch_of
+from .replica_manager import LEADER_EPOCH, Replication, leader_epoch_of
 
 if TYPE_CHECKING:
     from .broker import Broker
+    from .txn_remote import TxnPeers
 
 log = logging.getLogger("metamorphostreams.server")
 
 TRANSACTION_STATE_TOPIC = "__transaction_state"
+STATE_REPLICATION_TIMEOUT_S = 30.0  # a cluster's coordinator waits for its records' ISR
 MARKER_RETRY_S = 0.1  # a marker append that failed (disk full, ...) is retried, as Kafka does
 COORDINATOR_EPOCH = LEADER_EPOCH  # the coordinator epoch is the state partition's leader epoch
 
@@ -58,6 +71,12 @@ class TxnRuntime:
         self._retry: asyncio.TimerHandle | None = None
         self._unwritten: list[TxnMarkers] = []
         self._written: dict[int, dict[tuple[str, int], ErrorCode]] = {}
+        self._peers: TxnPeers | None = None
+        self._appended: list[Replication] = []  # cluster: the current request's records
+        if broker.cluster is not None:
+            from .txn_remote import TxnPeers
+
+            self._peers = TxnPeers(broker, self._write_marker)
 
     def _new_coordinator(self) -> TransactionCoordinator:
         return TransactionCoordinator(
@@ -68,7 +87,13 @@ class TxnRuntime:
             offsets_topic=OFFSETS_TOPIC,
             partition_exists=self._partition_exists,
             transaction_version=finalized_level("transaction.version"),
+            coordinator_epoch_of=None if self.broker.cluster is None else self._state_epoch,
         )
+
+    def _state_epoch(self, partition: int) -> int:
+        """The leader epoch of a ``__transaction_state`` partition led here."""
+        state = self.broker.replicas.leader_state(TRANSACTION_STATE_TOPIC, partition)
+        return COORDINATOR_EPOCH if state is None else state.leader_epoch
 
     def _partition_exists(self, topic: str, partition: int) -> bool:
         info = self.broker.metadata.topics.get(topic)
@@ -126,6 +151,8 @@ class TxnRuntime:
     def stop(self) -> None:
         """Stop the timers and forget the transactions (nothing is parked here)."""
         self._stop_timers()
+        if self._peers is not None:
+            self._peers.close()
         self.coordinator.unload(self.broker.now_ms())
 
     def _stop_timers(self) -> None:
@@ -150,9 +177,46 @@ class TxnRuntime:
     ) -> Any:
         """Run one coordinator handler; its records are written before it is answered."""
         self.ensure_state_topic()
+        self._appended = []
         result = handler(self.broker.now_ms(), request, version)
         self._apply(result)
+        if self._appended:
+            waits, self._appended = self._appended, []
+            await await_coordinator_records(self.broker, waits, STATE_REPLICATION_TIMEOUT_S)
         return result.response
+
+    async def check_partition(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        topic: str,
+        partition: int,
+        *,
+        add: bool,
+    ) -> ErrorCode:
+        """KIP-890 for a partition leader: verify (part 1) or add (``add``, part 2) the
+        partition in the producer's transaction, here or at its coordinator."""
+        cluster = self.broker.cluster
+        if cluster is None or cluster.coordinates_transaction(transactional_id):
+            check = self.add_partition if add else self.verify_partition
+            return check(transactional_id, producer_id, producer_epoch, topic, partition)
+        if TRANSACTION_STATE_TOPIC not in self.broker.metadata.topics:
+            return ErrorCode.INVALID_TXN_STATE  # no transaction was ever started
+        coordinator, _ = cluster.leader_of(
+            TRANSACTION_STATE_TOPIC, self.coordinator.partition_for(transactional_id)
+        )
+        if coordinator < 0 or self._peers is None:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return await self._peers.check_partition(
+            coordinator,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            topic,
+            partition,
+            add=add,
+        )
 
     def verify_partition(
         self,
@@ -239,22 +303,50 @@ class TxnRuntime:
                     f"{error.name}"
                 )
             self.broker.replicas.appended(plog)
+            if self._peers is not None:
+                self._appended.append(
+                    (plog.topic, plog.partition, plog.log_end_offset, leader_epoch_of(plog))
+                )
         self.broker.replicas.notify_append()
 
     def _write_markers(self, markers: TxnMarkers) -> TxnResult:
         """Append one transaction's COMMIT/ABORT marker to each of its partitions; report
-        them to the coordinator once every partition has its marker."""
+        them to the coordinator once every partition has its marker (in a cluster, once
+        every leader answered: later, on the loop)."""
+        if self._peers is not None:
+            asyncio.get_running_loop().create_task(self._write_markers_in_cluster(markers))
+            return TxnResult()
         now = self.broker.now_ms()
-        replicas = self.broker.replicas
+        errors = {tp: self._write_marker(markers, *tp, now) for tp in markers.partitions}
+        self.broker.replicas.notify_append()
+        return self._settle_markers(markers, errors)
+
+    async def _write_markers_in_cluster(self, markers: TxnMarkers) -> None:
+        assert self._peers is not None
+        coordinator = self.coordinator
+        try:
+            errors = await self._peers.write_markers(markers)
+        except Exception:
+            log.exception("transaction %s: markers failed", markers.transactional_id)
+            errors = {tp: ErrorCode.NETWORK_EXCEPTION for tp in markers.partitions}
+        if self.coordinator is not coordinator:
+            return  # reloaded meanwhile: the new coordinator sends its own markers
+        try:
+            self._apply(self._settle_markers(markers, errors))
+        except Exception:
+            log.exception("transaction %s: markers not settled", markers.transactional_id)
+
+    def _settle_markers(
+        self, markers: TxnMarkers, errors: dict[tuple[str, int], ErrorCode]
+    ) -> TxnResult:
+        now = self.broker.now_ms()
         written = self._written.setdefault(markers.marker_id, {})
         failed: list[tuple[tuple[str, int], ErrorCode]] = []
-        for topic, partition in markers.partitions:
-            error = self._write_marker(markers, topic, partition, now)
+        for tp, error in errors.items():
             if error in _MARKER_RETRIED:
-                failed.append(((topic, partition), error))
+                failed.append((tp, error))
             else:
-                written[topic, partition] = error
-        replicas.notify_append()
+                written[tp] = error
         if failed:
             log.warning(
                 "transaction %s: markers not written to %s; retrying",
@@ -327,4 +419,13 @@ class TxnRuntime:
 
 # Marker appends that are tried again later (the disk may come back); any other answer ends
 # the partition's marker: written, the partition gone, or a newer epoch already there.
-_MARKER_RETRIED = frozenset({ErrorCode.KAFKA_STORAGE_ERROR, ErrorCode.NOT_ENOUGH_REPLICAS})
+_MARKER_RETRIED = frozenset(
+    {
+        ErrorCode.KAFKA_STORAGE_ERROR,
+        ErrorCode.NOT_ENOUGH_REPLICAS,
+        ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        ErrorCode.NOT_LEADER_OR_FOLLOWER,
+        ErrorCode.REQUEST_TIMED_OUT,
+        ErrorCode.NETWORK_EXCEPTION,
+    }
+)

@@ -118,6 +118,7 @@ class TransactionCoordinator:
         offsets_topic: str = "__consumer_offsets",
         partition_exists: Callable[[str, int], bool] | None = None,
         transaction_version: int = TV_1,
+        coordinator_epoch_of: Callable[[int], int] | None = None,
     ) -> None:
         if transaction_version not in (TV_0, TV_1, TV_2):
             raise ValueError(f"transaction.version {transaction_version} is not supported")
@@ -135,6 +136,9 @@ class TransactionCoordinator:
         self._now = 0
         self._loaded = False
         self._coordinator_epoch = 0
+        # In a cluster each __transaction_state partition has its own coordinator epoch
+        # (its leader epoch); otherwise the one given to on_loaded.
+        self._coordinator_epoch_of = coordinator_epoch_of
         self._records: list[CoordinatorRecord] = []
         self._markers: list[TxnMarkers] = []
 
@@ -622,7 +626,13 @@ class TransactionCoordinator:
             self._inflight.cancel(meta.transactional_id)
             self._write(meta.prepare_complete(self._now))
             return
-        self._markers.append(self._inflight.issue(meta, self._coordinator_epoch))
+        epoch = self._epoch_for(meta.transactional_id)
+        self._markers.append(self._inflight.issue(meta, epoch))
+
+    def _epoch_for(self, transactional_id: str) -> int:
+        if self._coordinator_epoch_of is None:
+            return self._coordinator_epoch
+        return self._coordinator_epoch_of(self.partition_for(transactional_id))
 
     def markers_written(
         self, now_ms: int, marker_id: int, errors: dict[tuple[str, int], ErrorCode]
@@ -638,7 +648,8 @@ class TransactionCoordinator:
         self._begin(now_ms)
         tid = self._inflight.owner(marker_id)
         meta = None if tid is None else self._txns.get(tid)
-        outcome, remaining = self._inflight.settle(marker_id, meta, self._coordinator_epoch, errors)
+        epoch = self._coordinator_epoch if tid is None else self._epoch_for(tid)
+        outcome, remaining = self._inflight.settle(marker_id, meta, epoch, errors)
         if meta is None or outcome is Settled.OBSOLETE:
             return self._end()
         # Kafka drops a partition from the prepared transaction once its marker is in.

@@ -14,6 +14,10 @@ What each version changes, and how Kafka 4.3 answers it (and we do):
   id). A follower's fetch reads up to the log end offset, not the high watermark, and
   tells the partition's leader state where the follower is (high watermark, ISR). A
   standalone broker has no followers: NOT_LEADER_OR_FOLLOWER for every partition.
+- v11+ (KIP-392): in a cluster, a consumer may fetch from a follower, which answers from its
+  own log up to its high watermark (or last stable offset); partitions neither led nor
+  followed here are answered NOT_LEADER_OR_FOLLOWER in place, with null aborted
+  transactions, as failed reads.
 - v16+ (KIP-951) add the current leader to NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH
   answers (NodeEndpoints stays empty: Kafka lists no endpoint for a leader that is itself).
 - v17 (KIP-853 directory ids) and v18 (KIP-1166 the follower's high watermark) only add
@@ -31,6 +35,7 @@ from ...protocol.errors import ErrorCode
 from ...storage import PartitionLog, ReadResult
 from ..dispatch import RequestContext
 from ..replica_manager import LEADER_EPOCH
+from ._leaders import current_leader, leader_endpoints
 from .metadata import topic_ids
 
 READ_COMMITTED = 1
@@ -38,6 +43,7 @@ FINAL_EPOCH = -1  # session epoch of a sessionless fetch
 TOPIC_ID_VERSION = 13  # KIP-516: topics by id
 REPLICA_STATE_VERSION = 15  # KIP-903: the follower's id moves into ReplicaState
 CURRENT_LEADER_VERSION = 16  # KIP-951: the current leader in leadership errors
+FOLLOWER_READ_VERSION = 11  # KIP-392: consumers may fetch from followers
 PartitionData = FetchResponse.PartitionData
 TopicResponse = FetchResponse.FetchableTopicResponse
 _LEADERSHIP_ERRORS = frozenset({ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH})
@@ -54,14 +60,22 @@ class RecordParts:
         return b"".join(bytes(p.read_bytes()) for p in self.parts)
 
 
-def leader_epoch_error(current_leader_epoch: int, plog: PartitionLog | None = None) -> ErrorCode:
+def leader_epoch_error(
+    current_leader_epoch: int, plog: PartitionLog | None = None, known: int | None = None
+) -> ErrorCode:
     """Kafka's check of a client's current leader epoch against ours (-1: not checked).
 
     Ours is LEADER_EPOCH on a standalone broker; in a cluster the caller passes the log,
-    whose latest leader epoch is the partition state's (it moves when leadership does)."""
-    if current_leader_epoch < 0 or (plog is None and current_leader_epoch == LEADER_EPOCH):
+    whose latest leader epoch is the partition state's (it moves when leadership does), or
+    on a follower the partition state's epoch itself (``known``)."""
+    if current_leader_epoch < 0 or (
+        plog is None and known is None and current_leader_epoch == LEADER_EPOCH
+    ):
         return ErrorCode.NONE
-    ours = LEADER_EPOCH if plog is None else max(plog.latest_epoch, LEADER_EPOCH)
+    if known is not None:
+        ours = known
+    else:
+        ours = LEADER_EPOCH if plog is None else max(plog.latest_epoch, LEADER_EPOCH)
     if current_leader_epoch == ours:
         return ErrorCode.NONE
     if current_leader_epoch < ours:
@@ -82,11 +96,20 @@ def _failed(partition: int, error: ErrorCode, aborted: list[Any] | None) -> Part
     )
 
 
-def _with_current_leader(data: PartitionData, broker_id: int) -> PartitionData:
-    data.current_leader = FetchResponse.LeaderIdAndEpoch(
-        leader_id=broker_id, leader_epoch=LEADER_EPOCH
-    )
-    return data
+def _with_leaders(ctx: RequestContext, response: FetchResponse) -> FetchResponse:
+    """KIP-951: the current leader of each partition answered with a leadership error,
+    and (in a cluster) those leaders' endpoints."""
+    leaders = []
+    for topic in response.responses:
+        for data in topic.partitions:
+            if data.error_code in _LEADERSHIP_ERRORS:
+                leader, epoch = current_leader(ctx, topic.topic, data.partition_index)
+                data.current_leader = FetchResponse.LeaderIdAndEpoch(
+                    leader_id=leader, leader_epoch=epoch
+                )
+                leaders.append(leader)
+    response.node_endpoints = leader_endpoints(ctx, leaders, FetchResponse.NodeEndpoint)
+    return response
 
 
 def _entry(topics: list[TopicResponse], topic: Any) -> list[PartitionData]:
@@ -116,7 +139,8 @@ def _read_all(ctx: RequestContext, req: FetchRequest) -> tuple[list[TopicRespons
         replica_id = req.replica_state.replica_id
     else:
         replica_id = req.replica_id
-    current_leader = version >= CURRENT_LEADER_VERSION
+    # KIP-392: from v11 a consumer may read from a follower, up to its high watermark.
+    follower_reads = cluster is not None and replica_id < 0 and version >= FOLLOWER_READ_VERSION
     min_one = True
     total = 0
     any_error = False
@@ -136,25 +160,38 @@ def _read_all(ctx: RequestContext, req: FetchRequest) -> tuple[list[TopicRespons
         parts: list[PartitionData] | None = None
         for p in topic.partitions:
             plog = replicas.get_log(name, p.partition)
+            leads = plog is not None
+            if plog is None and follower_reads:
+                plog = replicas.follower_log(name, p.partition)
             if plog is None:
                 error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 if cluster is not None:
                     error = cluster.partition_error(name, p.partition)
-                failed = _failed(p.partition, error, [])
-                erroneous.append((topic, failed))
+                if error == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                    erroneous.append((topic, _failed(p.partition, error, [])))
+                    continue
+                # Known here but led elsewhere: answered in place, as a failed read.
+                any_error = True
+                if parts is None:
+                    parts = _entry(topics, topic)
+                parts.append(_failed(p.partition, error, None))
                 continue
             leader = replicas.leader_state(name, p.partition) if replica_id >= 0 else None
             if replica_id >= 0 and leader is None:
                 # A follower's fetch, but this broker leads no replicated partition here
                 # (a standalone broker has no followers).
                 error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+            elif not leads and cluster is not None:
+                # A consumer reading from a follower (KIP-392): the epoch it knows is the
+                # partition state's.
+                error = leader_epoch_error(
+                    p.current_leader_epoch, None, cluster.leader_of(name, p.partition)[1]
+                )
             else:
                 error = leader_epoch_error(p.current_leader_epoch, plog if in_cluster else None)
             if error != ErrorCode.NONE:
                 any_error = True
                 data = _failed(p.partition, error, None)
-                if current_leader and error in _LEADERSHIP_ERRORS:
-                    _with_current_leader(data, ctx.broker.broker_id)
             else:
                 if leader is not None:
                     max_offset = plog.log_end_offset  # followers read past the high watermark
@@ -241,5 +278,9 @@ async def handle_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         topics, total, any_error = _read_all(ctx, req)
         now = loop.time()
         if total >= req.min_bytes or any_error or now >= deadline or ctx.connection.closed:
-            return FetchResponse(error_code=ErrorCode.NONE, session_id=0, responses=topics)
+            response = FetchResponse(error_code=ErrorCode.NONE, session_id=0, responses=topics)
+            leaders_may_move = any_error or ctx.broker.cluster is not None
+            if leaders_may_move and ctx.api_version >= CURRENT_LEADER_VERSION:
+                _with_leaders(ctx, response)
+            return response
         await replicas.wait_for_data(deadline - now)

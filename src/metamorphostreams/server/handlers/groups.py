@@ -406,6 +406,7 @@ _RETRIABLE_VERIFICATION_ERRORS = frozenset(
         ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
         ErrorCode.COORDINATOR_NOT_AVAILABLE,
         ErrorCode.NOT_COORDINATOR,
+        ErrorCode.NETWORK_EXCEPTION,
     }
 )
 
@@ -436,7 +437,7 @@ async def handle_txn_offset_commit(
     response = TxnOffsetCommitResponse(topics=[])
     if known:
         req.topics = known
-        error = _verify_offsets_partition(ctx, req)
+        error = await _verify_offsets_partition(ctx, req)
         if error != ErrorCode.NONE:
             response.topics = [
                 _txn_offset_topic(t.name, [(p.partition_index, error) for p in t.partitions])
@@ -460,7 +461,7 @@ async def handle_txn_offset_commit(
     return _txn_offset_commit_errors(ctx, req, response)
 
 
-def _verify_offsets_partition(ctx: RequestContext, req: TxnOffsetCommitRequest) -> ErrorCode:
+async def _verify_offsets_partition(ctx: RequestContext, req: TxnOffsetCommitRequest) -> ErrorCode:
     """The transaction coordinator's answer, translated as Kafka's group coordinator does.
 
     From v5 (transaction version 2, KIP-890 part 2) the broker adds the offsets partition to
@@ -470,9 +471,13 @@ def _verify_offsets_partition(ctx: RequestContext, req: TxnOffsetCommitRequest) 
     if not (implicit_add or transactions.verification_enabled) or not req.group_id:
         return ErrorCode.NONE  # an empty group id is INVALID_GROUP_ID first, as in Kafka
     partition = ctx.broker.groups.coordinator.partition_for(req.group_id)
-    check = transactions.add_partition if implicit_add else transactions.verify_partition
-    error = check(
-        req.transactional_id, req.producer_id, req.producer_epoch, OFFSETS_TOPIC, partition
+    error = await transactions.check_partition(
+        req.transactional_id,
+        req.producer_id,
+        req.producer_epoch,
+        OFFSETS_TOPIC,
+        partition,
+        add=implicit_add,
     )
     if error == ErrorCode.PRODUCER_FENCED:
         return ErrorCode.INVALID_PRODUCER_EPOCH

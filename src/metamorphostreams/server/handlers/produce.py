@@ -11,7 +11,6 @@ v13 (KIP-516) names topics by id: an id no topic has gets UNKNOWN_TOPIC_ID.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 
 from ...protocol._generated.produce import ProduceRequest, ProduceResponse
@@ -31,7 +30,8 @@ from ...protocol.record_batch import (
 from ...storage import PartitionLog
 from ..connection import CloseConnection
 from ..dispatch import RequestContext
-from ..replica_manager import LEADER_EPOCH, effective_min_isr
+from ..replica_manager import LEADER_EPOCH, Replication, effective_min_isr
+from ._leaders import current_leader, leader_endpoints
 from .metadata import topic_ids
 
 _VALID_ACKS = (-1, 0, 1)
@@ -115,27 +115,21 @@ def _all_failed(req: ProduceRequest, code: ErrorCode) -> ProduceResponse:
     )
 
 
-def _verify(
+async def _verify(
     ctx: RequestContext, req: ProduceRequest, topic: str, partition: int, producer: tuple[int, int]
 ) -> PartitionResponse | None:
     """KIP-890 part 1: a transactional batch is appended only to a partition its producer
-    added to the ongoing transaction; Kafka's translation of the coordinator's answer."""
+    added to the ongoing transaction (asked of its coordinator, here or on another
+    broker); Kafka's translation of the coordinator's answer."""
     assert req.transactional_id is not None
     runtime = ctx.broker.transactions
-    cluster = ctx.broker.cluster
-    if cluster is not None and not cluster.coordinates_transaction(req.transactional_id):
-        # Only partitions led by the transaction's coordinator can have been added to it
-        # until markers are sent across brokers.
-        return _error(
-            partition, ErrorCode.INVALID_TXN_STATE, "Partition was not added to the transaction"
-        )
-    if ctx.api_version >= IMPLICIT_ADD_VERSION:
-        # Kafka adds for TV_2 clients whatever transaction.partition.verification.enable says.
-        error = runtime.add_partition(req.transactional_id, *producer, topic, partition)
-    elif not runtime.verification_enabled:
+    # Kafka adds for TV_2 clients whatever transaction.partition.verification.enable says.
+    add = ctx.api_version >= IMPLICIT_ADD_VERSION
+    if not add and not runtime.verification_enabled:
         return None
-    else:
-        error = runtime.verify_partition(req.transactional_id, *producer, topic, partition)
+    error = await runtime.check_partition(
+        req.transactional_id, *producer, topic, partition, add=add
+    )
     if error == ErrorCode.NONE:
         return None
     # The translations of Kafka's AddPartitionsToTxnManager: producers expect
@@ -159,55 +153,26 @@ def _verify(
     return _error(partition, error)
 
 
-def _isr_too_small(ctx: RequestContext, plog: PartitionLog) -> str | None:
-    """Kafka's refusal of an acks=all append while the ISR is below min.insync.replicas."""
-    min_isr = plog.config.min_insync_replicas
+def _isr_too_small(ctx: RequestContext, plog: PartitionLog) -> bool:
+    """Kafka refuses an acks=all append while the ISR is smaller than min.insync.replicas
+    (capped by the replication factor); a standalone broker's ISR is itself."""
     if ctx.broker.cluster is None:
-        if min_isr <= 1:
-            return None
-        isr = f"Set({ctx.broker.broker_id})"
-    else:
-        state = ctx.broker.replicas.leader_state(plog.topic, plog.partition)
-        if state is None or len(state.isr) >= effective_min_isr(state, plog):
-            return None
-        min_isr = effective_min_isr(state, plog)
-        isr = "Set(" + ", ".join(str(b) for b in state.isr) + ")"
-    return (
-        f"The size of the current ISR {isr} is insufficient to satisfy the min.isr "
-        f"requirement of {min_isr} for partition {plog.topic}-{plog.partition}"
-    )
+        return plog.config.min_insync_replicas > 1
+    state = ctx.broker.replicas.leader_state(plog.topic, plog.partition)
+    return state is not None and len(state.isr) < effective_min_isr(state, plog)
 
 
-# An acks=all partition answer waiting for the high watermark: (the answer, topic, offset
-# the high watermark must reach, leader epoch of the append).
-_Wait = tuple[PartitionResponse, str, int, int]
-
-
-async def _await_replication(ctx: RequestContext, waits: list[_Wait], timeout_ms: int) -> None:
+async def _await_replication(
+    ctx: RequestContext, waits: list[tuple[PartitionResponse, Replication]], timeout_ms: int
+) -> None:
     """Hold the acks=all answers until the ISR has the records (Kafka's DelayedProduce):
-    the high watermark reached them, or the leadership moved, or ``timeout_ms`` passed
-    (REQUEST_TIMED_OUT)."""
-    replicas = ctx.broker.replicas
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max(timeout_ms, 0) / 1000
-    while True:
-        pending: list[_Wait] = []
-        for wait in waits:
-            resp, topic, required, epoch = wait
-            error = replicas.replication_error(topic, resp.index, required, epoch)
-            if error is None:
-                pending.append(wait)
-            elif error != ErrorCode.NONE:
-                _fail(resp, error)
-        now = loop.time()
-        if not pending or ctx.connection.closed:
-            return
-        if now >= deadline:
-            for resp, *_ in pending:
-                _fail(resp, ErrorCode.REQUEST_TIMED_OUT)
-            return
-        waits = pending
-        await replicas.wait_for_data(deadline - now)
+    the high watermark reached them, the leadership moved, or ``timeout_ms`` passed."""
+    errors = await ctx.broker.replicas.await_replicated(
+        [w for _, w in waits], timeout_ms / 1000, lambda: ctx.connection.closed
+    )
+    for (resp, _), error in zip(waits, errors, strict=True):
+        if error != ErrorCode.NONE:
+            _fail(resp, error)
 
 
 def _fail(resp: PartitionResponse, error: ErrorCode) -> None:
@@ -220,6 +185,7 @@ def _fail(resp: PartitionResponse, error: ErrorCode) -> None:
 _NO_GENERIC_ERROR_VERSION = 10  # Produce v11+ clients handle TRANSACTION_ABORTABLE
 IMPLICIT_ADD_VERSION = 12  # KIP-890 part 2: the broker adds the partition to the transaction
 TOPIC_ID_VERSION = 13  # KIP-516: topics by id
+CURRENT_LEADER_VERSION = 10  # KIP-951: leaders in NOT_LEADER_OR_FOLLOWER answers
 _RETRIABLE_VERIFICATION_ERRORS = frozenset(
     {
         ErrorCode.CONCURRENT_TRANSACTIONS,
@@ -245,7 +211,7 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
     any_error = False
     by_id = topic_ids(broker.metadata) if ctx.api_version >= TOPIC_ID_VERSION else None
     unknown_ids: list[ProduceResponse.TopicProduceResponse] = []
-    waits: list[_Wait] = []
+    waits: list[tuple[PartitionResponse, Replication]] = []
     for topic in req.topic_data:
         responses: list[PartitionResponse] = []
         if by_id is None:
@@ -284,11 +250,13 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
                     "contain exactly one record batch per partition.",
                 )
             elif shape[1] is not None and (
-                failed := _verify(ctx, req, topic.name, part.index, shape[1])
+                failed := await _verify(ctx, req, topic.name, part.index, shape[1])
             ):
                 resp = failed
-            elif acks == -1 and (short := _isr_too_small(ctx, plog)) is not None:
-                resp = _error(part.index, ErrorCode.NOT_ENOUGH_REPLICAS, short)
+            elif acks == -1 and _isr_too_small(ctx, plog):
+                # Kafka answers with the log start offset and no message.
+                resp = _error(part.index, ErrorCode.NOT_ENOUGH_REPLICAS)
+                resp.log_start_offset = plog.log_start_offset
             else:
                 try:
                     records = part.records  # a view of the request frame: patched in place
@@ -319,7 +287,12 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
                         if in_cluster:
                             replicas.appended(plog)
                     if in_cluster and acks == -1 and result.error == ErrorCode.NONE:
-                        waits.append((resp, topic.name, result.last_offset + 1, plog.latest_epoch))
+                        waits.append(
+                            (
+                                resp,
+                                (topic.name, part.index, result.last_offset + 1, plog.latest_epoch),
+                            )
+                        )
             any_error = any_error or resp.error_code != ErrorCode.NONE
             responses.append(resp)
         topics.append(
@@ -338,4 +311,22 @@ async def handle_produce(ctx: RequestContext, req: ProduceRequest) -> ProduceRes
             # A client that asked for no acks can only learn of an error by a closed connection.
             raise CloseConnection("error in a Produce request with acks=0")
         return None
-    return ProduceResponse(responses=topics)
+    response = ProduceResponse(responses=topics)
+    if in_cluster and ctx.api_version >= CURRENT_LEADER_VERSION:
+        _with_leaders(ctx, response)
+    return response
+
+
+def _with_leaders(ctx: RequestContext, response: ProduceResponse) -> None:
+    """KIP-951: NOT_LEADER_OR_FOLLOWER answers name the partition's current leader, and
+    the response lists those leaders' endpoints."""
+    leaders = []
+    for topic in response.responses:
+        for part in topic.partition_responses:
+            if part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                leader, epoch = current_leader(ctx, topic.name, part.index)
+                part.current_leader = ProduceResponse.LeaderIdAndEpoch(
+                    leader_id=leader, leader_epoch=epoch
+                )
+                leaders.append(leader)
+    response.node_endpoints = leader_endpoints(ctx, leaders, ProduceResponse.NodeEndpoint)

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ...protocol._generated import RESPONSE_CLASSES
-from ...protocol._generated.add_offsets_to_txn import AddOffsetsToTxnRequest
 from ...protocol._generated.add_partitions_to_txn import (
     AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse,
@@ -29,7 +28,7 @@ from ...protocol._generated.write_txn_markers import (
 from ...protocol.errors import ErrorCode
 from ..dispatch import HandlerFn, RequestContext
 from ..group_runtime import OFFSETS_TOPIC
-from ..replica_manager import leader_epoch_of
+from ..replica_manager import Replication, leader_epoch_of
 
 log = logging.getLogger("metamorphostreams.server")
 
@@ -46,83 +45,76 @@ def _txn_api(method: Callable[[Any], Callable[..., Any]]) -> HandlerFn:
     return handle
 
 
+MARKER_REPLICATION_TIMEOUT_S = 30.0
 BATCHED_ADD_PARTITIONS_VERSION = 4  # AddPartitionsToTxn v4+: brokers' verification batches
 
 
 def cluster_refusal(ctx: RequestContext, req: Any) -> Any | None:
     """In a cluster: NOT_COORDINATOR for a transactional id whose __transaction_state
-    partition another broker leads; and, until markers are sent to other brokers
-    (WriteTxnMarkers), INVALID_TXN_STATE for adding a partition this broker does not lead.
-    None to go on."""
+    partition another broker leads (brokers' batched AddPartitionsToTxn: see
+    ``_coordinated_here``). None to go on."""
     cluster = ctx.broker.cluster
     assert cluster is not None
     is_add = isinstance(req, AddPartitionsToTxnRequest)
     if is_add and ctx.api_version >= BATCHED_ADD_PARTITIONS_VERSION:
-        return None
+        return _coordinated_here(ctx, req)
     txn_id = req.v3_and_below_transactional_id if is_add else getattr(req, "transactional_id", None)
-    if not isinstance(txn_id, str) or not txn_id:
+    if not isinstance(txn_id, str) or not txn_id or cluster.coordinates_transaction(txn_id):
         return None
-    error = ErrorCode.NONE
-    if not cluster.coordinates_transaction(txn_id):
-        error = ErrorCode.NOT_COORDINATOR
     if is_add:
-        return _refuse_remote_partitions(ctx, req, txn_id, error)
-    if isinstance(req, AddOffsetsToTxnRequest) and error == ErrorCode.NONE:
-        partition = ctx.broker.groups.coordinator.partition_for(req.group_id)
-        if not cluster.leads(OFFSETS_TOPIC, partition):
-            log.warning(
-                "transaction %s: group %s is coordinated by another broker; transactions "
-                "spanning brokers are not supported yet",
-                txn_id,
-                req.group_id,
+        return AddPartitionsToTxnResponse(
+            results_by_topic_v3_and_below=_topic_results(
+                [(t.name, list(t.partitions)) for t in req.v3_and_below_topics],
+                ErrorCode.NOT_COORDINATOR,
             )
-            error = ErrorCode.INVALID_TXN_STATE
-    if error == ErrorCode.NONE:
-        return None
+        )
     response = RESPONSE_CLASSES[ctx.header.request_api_key]()
-    response.error_code = error
+    response.error_code = ErrorCode.NOT_COORDINATOR
     return response
 
 
-def _refuse_remote_partitions(
-    ctx: RequestContext, req: AddPartitionsToTxnRequest, txn_id: str, error: ErrorCode
+def _topic_results(
+    topics: list[tuple[str, list[int]]], error: ErrorCode
+) -> list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult]:
+    Result = AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult
+    return [
+        AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult(
+            name=name,
+            results_by_partition=[
+                Result(partition_index=p, partition_error_code=error) for p in partitions
+            ],
+        )
+        for name, partitions in topics
+    ]
+
+
+def _coordinated_here(
+    ctx: RequestContext, req: AddPartitionsToTxnRequest
 ) -> AddPartitionsToTxnResponse | None:
+    """A broker's batched AddPartitionsToTxn naming transactions another broker now
+    coordinates (the leadership moved meanwhile): NOT_COORDINATOR for their partitions,
+    OPERATION_NOT_ATTEMPTED for the others; the sender asks again where it should."""
     cluster = ctx.broker.cluster
     assert cluster is not None
-    wanted = [(t.name, p) for t in req.v3_and_below_topics for p in t.partitions]
-    remote = {
-        (t, p)
-        for t, p in wanted
-        if not cluster.leads(t, p)
-        and cluster.partition_error(t, p) != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    }
-    if error == ErrorCode.NONE and not remote:
+    transactions = req.transactions or []
+    elsewhere = [t for t in transactions if not cluster.coordinates_transaction(t.transactional_id)]
+    if not elsewhere:
         return None
-    if remote and error == ErrorCode.NONE:
-        log.warning(
-            "transaction %s: %s led by other brokers; transactions spanning brokers are not "
-            "supported yet",
-            txn_id,
-            ", ".join(f"{t}-{p}" for t, p in sorted(remote)),
-        )
-    Result = AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult
-    topics = []
-    for t in req.v3_and_below_topics:
-        results = []
-        for p in t.partitions:
-            if error != ErrorCode.NONE:
-                code = error
-            elif (t.name, p) in remote:
-                code = ErrorCode.INVALID_TXN_STATE
-            else:
-                code = ErrorCode.OPERATION_NOT_ATTEMPTED
-            results.append(Result(partition_index=p, partition_error_code=code))
-        topics.append(
-            AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult(
-                name=t.name, results_by_partition=results
+    return AddPartitionsToTxnResponse(
+        error_code=ErrorCode.NONE,
+        results_by_transaction=[
+            AddPartitionsToTxnResponse.AddPartitionsToTxnResult(
+                transactional_id=t.transactional_id,
+                topic_results=_topic_results(
+                    [(topic.name, list(topic.partitions)) for topic in t.topics],
+                    ErrorCode.NOT_COORDINATOR
+                    if t in elsewhere
+                    else ErrorCode.OPERATION_NOT_ATTEMPTED,
+                ),
             )
-        )
-    return AddPartitionsToTxnResponse(results_by_topic_v3_and_below=topics)
+            for t in transactions
+        ],
+    )
 
 
 async def handle_describe_producers(
@@ -171,8 +163,12 @@ async def handle_write_txn_markers(
 ) -> WriteTxnMarkersResponse:
     broker = ctx.broker
     replicas = broker.replicas
+    cluster = broker.cluster
     results = []
     appended = False
+    # In a cluster a marker is answered once the ISR has it (Kafka appends markers with
+    # acks=all), so a leader change cannot lose a marker its coordinator counted.
+    waits: list[tuple[Any, Replication]] = []
     for marker in req.markers:
         topic_results = []
         for topic in marker.topics:
@@ -181,6 +177,8 @@ async def handle_write_txn_markers(
                 plog = replicas.get_log(topic.name, index)
                 if plog is None:
                     error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    if cluster is not None:
+                        error = cluster.partition_error(topic.name, index)
                 else:
                     try:
                         error = ErrorCode(
@@ -203,11 +201,13 @@ async def handle_write_txn_markers(
                         broker.groups.complete_transaction(
                             index, marker.producer_id, marker.transaction_result
                         )
-                partition_results.append(
-                    WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult(
-                        partition_index=index, error_code=error
-                    )
+                answer = WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult(
+                    partition_index=index, error_code=error
                 )
+                partition_results.append(answer)
+                if cluster is not None and error == ErrorCode.NONE and plog is not None:
+                    end = plog.log_end_offset
+                    waits.append((answer, (topic.name, index, end, leader_epoch_of(plog))))
             topic_results.append(
                 WriteTxnMarkersResponse.WritableTxnMarkerTopicResult(
                     name=topic.name, partitions=partition_results
@@ -220,6 +220,12 @@ async def handle_write_txn_markers(
         )
     if appended:
         replicas.notify_append()
+    if waits:
+        errors = await replicas.await_replicated(
+            [w for _, w in waits], MARKER_REPLICATION_TIMEOUT_S, lambda: ctx.connection.closed
+        )
+        for (answer, _), error in zip(waits, errors, strict=True):
+            answer.error_code = error
     return WriteTxnMarkersResponse(markers=results)
 
 
