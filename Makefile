@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 PORT ?= 9092
 
-.PHONY: install run test test-reference reference-kafka lint gen gen-check bench bench-quick bench-profile clean
+.PHONY: install run test test-reference reference-kafka lint gen gen-check bench bench-quick bench-profile bench-cluster clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ bench: install reference-kafka
 
 bench-quick: install reference-kafka
 	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+# Three of our brokers (and a ZooKeeper: tools/install-test-deps.sh) beside three Kafka nodes.
+bench-cluster: install reference-kafka
+	$(BIN)/python bench/cluster.py $(BENCH_ARGS)
 
 bench-profile: install reference-kafka
 	$(BIN)/python -m pip install --quiet py-spy

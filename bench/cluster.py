@@ -1,53 +1,53 @@
 """`make bench-cluster`: three of our brokers beside three Kafka brokers, replicated.
 
     .venv/bin/python bench/cluster.py [--quick] [--only produce,latency,failover]
-        [--brokers ours,kafka] [--rounds N] [--out FILE] [--keep]
+        [--brokers ours,kafka] [--rounds N] [--latency-rate MSGS] [--out FILE] [--keep]
 
-Two clusters run at once on loopback, each started once per run in a fresh temporary
-directory: ours is a ZooKeeper (Debian's jars, `tests/helpers/zookeeper.py`: tickTime 200 ms)
-and three `mms broker --zookeeper HOST:PORT/bench` processes with our defaults; Kafka's is
-three Kafka 4.3.1 KRaft nodes in combined mode (`ReferenceKafkaCluster`, a static quorum of
-all three), each with the JVM options of kafka-server-start.sh (`BENCH_JVM_OPTIONS`) and
-Kafka's defaults for what the tests' cluster shortens (`KAFKA_DEFAULTS`: among them
-broker.session.timeout.ms 9000, broker.heartbeat.interval.ms 2000, replica.lag.time.max.ms
-30000). Every topic has 3 partitions, replication factor 3 and min.insync.replicas=2. As in
-`bench/run.py`, figures are measured in rounds that alternate the clusters (ours, Kafka /
-Kafka, ours / ...), a figure is the median over its rounds (latency: percentiles of the
-pooled samples), ratio = ours / Kafka. The load generators are `bench/loadgen.py`'s:
+Both clusters run at once on loopback, each started once per run in a fresh temporary
+directory. Ours: a ZooKeeper (`tests/helpers/zookeeper.py`: Debian's jars, tickTime 200 ms)
+and three `mms broker` processes joined to it (zookeeper.connect HOST:PORT/bench), with our
+defaults. Kafka's: three Kafka 4.3.1 KRaft nodes in combined mode (`ReferenceKafkaCluster`, a
+static quorum of all three) with the JVM options of kafka-server-start.sh
+(`BENCH_JVM_OPTIONS`) and Kafka's defaults where the tests' cluster shortens them
+(`KAFKA_DEFAULTS`: broker.session.timeout.ms 9000, broker.heartbeat.interval.ms 2000,
+replica.lag.time.max.ms 30000, 3 network and 8 I/O threads). Every topic: 3 partitions,
+replication factor 3, min.insync.replicas=2. As in `bench/run.py`, rounds alternate the
+clusters (ours, Kafka / Kafka, ours / ...), a figure is the median over its rounds (latency:
+percentiles of the pooled samples), ratio = ours / Kafka. The clients are `bench/loadgen.py`:
 
 - cluster_produce_acks_all_mbps: one confluent-kafka producer (`loadgen.py produce`: acks=all,
   linger.ms=5, batch.size 1000000, enable.idempotence=false, no compression) writing 1 KiB
-  records into a fresh topic, spread over its 3 partitions by librdkafka's sticky
-  partitioner; bytes acknowledged over the time from the first send to the last
-  acknowledgement. `*_broker_cores`: CPU of the three broker processes together (ZooKeeper
-  and Kafka's controllers included only as far as they share those processes: Kafka's do,
-  ZooKeeper does not) over that time; `*_client_cores`: the producer's. One unmeasured run per
-  cluster first warms the JVMs (not with --quick);
-- cluster_produce_acks_all_p50_ms / _p99_ms: `loadgen.py latency` at a fixed 1,000 msg/s of
-  1 KiB, acks=all, linger.ms=0: librdkafka's produce-to-acknowledgement time of each record;
-- cluster_failover_zk18s_ms / cluster_failover_zk6s_ms: `loadgen.py failover` sends 1 KiB
-  records at a fixed 500 msg/s to partition 0 (acks=all, linger.ms=0); after a steady spell the
-  leader of partition 0 gets SIGKILL; the figure is the time from the kill to the first
-  acknowledgement of a record produced after the kill. Ours with zookeeper.session.timeout.ms
-  18000 (the default: the dead broker's registration, and with it its leaderships, go only
-  when its ZooKeeper session expires), then, after a rolling restart, 6000. Kafka's column is
-  the same in both rows: its defaults, samples pooled over both phases. librdkafka finds the
-  new leader by refreshing metadata at retry.backoff.ms (100 ms) growing to
-  retry.backoff.max.ms (1 s): both clusters pay up to a second of that. After each kill the
-  killed broker is started again on its store (ours: once its registration is gone) and the
-  round ends when every partition's ISR has three replicas again: cluster_rejoin_s is that
-  time, restart included (a JVM start and log recovery for Kafka);
+  records into a fresh topic (librdkafka's sticky partitioner spreads them over the 3
+  partitions): bytes acknowledged over first send to last acknowledgement. `*_broker_cores`:
+  CPU of the three broker processes together over that time (not ZooKeeper's; Kafka's
+  controllers live in its broker processes); `*_client_cores`: the producer's. Before the
+  rounds, one unmeasured run of 256 MiB per cluster warms the JVMs up (not with --quick);
+- cluster_produce_acks_all_p50_ms / _p99_ms: `loadgen.py latency`, a fixed LATENCY_RATE
+  msg/s of 1 KiB, acks=all, linger.ms=0: librdkafka's produce-to-acknowledgement time of each
+  record;
+- cluster_failover_zk18s_ms / _zk6s_ms: `loadgen.py failover` sends 1 KiB records at a fixed
+  FAILOVER_RATE msg/s to partition 0 (acks=all, linger.ms=0); after a steady spell the leader
+  of partition 0 gets SIGKILL; the figure is the time from the kill to the first
+  acknowledgement of a record produced after it. Ours with zookeeper.session.timeout.ms 18000
+  (the default), then, after a rolling restart, 6000: the dead broker's registration, and with
+  it its leaderships, go when its ZooKeeper session expires. Kafka's column is the same in
+  both rows: its defaults, samples pooled over both phases. Both include librdkafka finding
+  the new leader (metadata refreshed every retry.backoff.ms, 100 ms, backing off to 1 s).
+  After each kill the killed broker starts again on its store (ours: once its registration
+  is gone) and the round ends when every ISR has three replicas again: cluster_rejoin_s,
+  restart included (a JVM start and log recovery for Kafka).
 
-Results: a table on stdout and `bench/out/cluster.json` (`{"name", "unit", "ours", "kafka",
-"ratio"}` rows, as `bench/run.py` writes), plus `cluster-meta.json` (load average, settings,
-every failover round: which node was killed, whether it was the controller, the figures).
-MB are 10^6 bytes. Everything started is stopped at the end, on Ctrl-C and SIGTERM too.
+Results: a table on stdout and `bench/out/cluster.json` (rows `{"name", "unit", "ours",
+"kafka", "ratio"}`, as run.py writes them) plus `cluster-meta.json` (load average, settings,
+every failover round: the node killed, whether it was the controller, the times). MB are 10^6
+bytes. Everything started is stopped at the end, on Ctrl-C and SIGTERM too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import signal
@@ -73,7 +73,6 @@ from kazoo.client import KazooClient  # noqa: E402
 from run import (  # noqa: E402
     BUSY_LOAD,
     LOADGEN,
-    NAME_WIDTH,
     PYCACHE_DIR,
     WORKER_LIMIT_S,
     Figure,
@@ -88,6 +87,7 @@ from run import (  # noqa: E402
 
 from tests.helpers.broker_process import BrokerProcess  # noqa: E402
 from tests.helpers.confluent import client_config, create_topic  # noqa: E402
+from tests.helpers.kafka_wire import WireConnection  # noqa: E402
 from tests.helpers.reference_kafka import (  # noqa: E402
     BENCH_JVM_OPTIONS,
     ReferenceKafkaCluster,
@@ -101,14 +101,20 @@ from tests.helpers.zookeeper import (  # noqa: E402
 )
 
 DEFAULT_OUT = BENCH_DIR / "out" / "cluster.json"
+NAME_WIDTH = 38  # the table's first column: cluster_produce_acks_all_client_cores
 KIB = 1024
 MIB = 1024 * KIB
 NODES = 3
 PARTITIONS = 3
 REPLICATION_FACTOR = 3
 TOPIC_CONFIG = {"min.insync.replicas": "2"}  # acks=all goes on with one replica down
-LATENCY_RATE = 1_000  # msg/s of 1 KiB: 1 MB/s, far below either cluster's ceiling
-FAILOVER_RATE = 500  # msg/s into partition 0: a record every 2 ms, the figure's resolution
+# msg/s of 1 KiB, acks=all, linger.ms=0: about one Produce request per record, and a leader
+# answers a connection's requests one at a time, each after a replication round trip. Above
+# 1 / that round trip the queue grows without bound and p99 is the run's length, not a
+# latency: on the busy 2-core machine Kafka's cluster tipped over between 50 and 200 msg/s,
+# ours between 200 and 400 (2026-12-03).
+LATENCY_RATE = 100
+FAILOVER_RATE = 100  # the same, into partition 0: a record every 10 ms, the resolution
 FAILOVER_LIMIT_S = 90.0  # no acknowledgement 90 s after the kill: the cluster is stuck
 SETTLE_LIMIT_S = 180.0  # a restart plus catching up to a full ISR; longer means stuck
 DEREGISTER_LIMIT_S = 60.0  # our dead broker's registration goes with its ZooKeeper session
@@ -136,7 +142,8 @@ CLUSTERS = ("ours", "kafka")
 class Plan:
     """Sizes of one run: the full one or `--quick` (a smoke run)."""
 
-    rounds: int
+    rounds: int  # latency
+    produce_rounds: int
     failover_rounds: int  # per session-timeout phase
     produce_bytes: int
     warmup_bytes: int  # one unmeasured produce per cluster before the rounds (0: none)
@@ -150,10 +157,12 @@ class Plan:
 
 FULL = Plan(
     rounds=3,
+    produce_rounds=5,
     failover_rounds=3,
-    produce_bytes=256 * MIB,
-    warmup_bytes=64 * MIB,
-    latency_s=10.0,
+    produce_bytes=512 * MIB,  # ~7 s a round here: 256 MiB rounds were noisy
+    # After 64 MiB the JVMs were still getting faster round after round (2026-12-03).
+    warmup_bytes=256 * MIB,
+    latency_s=15.0,
     latency_warmup_s=2.0,
     failover_steady_s=2.0,
     failover_after_s=1.0,
@@ -162,6 +171,7 @@ FULL = Plan(
 )
 QUICK = Plan(
     rounds=1,
+    produce_rounds=1,
     failover_rounds=1,
     produce_bytes=16 * MIB,
     warmup_bytes=0,
@@ -208,7 +218,8 @@ class Cluster:
         """Node id -> pid of every running node."""
         raise NotImplementedError
 
-    def _kill(self, node_id: int) -> float:
+    def kill(self, node_id: int) -> float:
+        """SIGKILL; the CLOCK_MONOTONIC instant just after the signal went."""
         raise NotImplementedError
 
     def restart(self, node_id: int) -> None:
@@ -223,7 +234,10 @@ class Cluster:
     @property
     def admin(self) -> AdminClient:
         if self._admin is None:
-            self._admin = AdminClient(client_config(self.bootstrap))
+            # Quiet: killed brokers and deleted topics are what the benchmark does.
+            self._admin = AdminClient(
+                client_config(self.bootstrap, **{"log.connection.close": False, "log_level": 4})
+            )
         return self._admin
 
     def cpu_seconds(self) -> float:
@@ -236,7 +250,8 @@ class Cluster:
             return {}
         return {p.id: (p.leader, list(p.isrs)) for p in meta.partitions.values()}
 
-    def controller(self) -> int:
+    def controller(self) -> int | None:
+        """The controller's node id (ours: the ZooKeeper-elected one Metadata names)."""
         return int(self.admin.list_topics(timeout=30).controller_id)
 
     def isr_full(self, topic: str) -> bool:
@@ -248,10 +263,6 @@ class Cluster:
     def wait_isr_full(self, topic: str) -> float:
         what = f"{self.name}: every ISR of {topic} back to {REPLICATION_FACTOR} replicas"
         return wait_for(lambda: self.isr_full(topic), what, SETTLE_LIMIT_S)
-
-    def kill(self, node_id: int) -> float:
-        """SIGKILL; the CLOCK_MONOTONIC instant just after the signal went."""
-        return self._kill(node_id)
 
     def create_topic(self, topic: str) -> None:
         create_topic(self.bootstrap, topic, PARTITIONS, TOPIC_CONFIG, REPLICATION_FACTOR)
@@ -328,7 +339,7 @@ class OurCluster(Cluster):
     def pids(self) -> dict[int, int]:
         return {i: b.pid for i, b in self.brokers.items() if b.running and b.pid is not None}
 
-    def _kill(self, node_id: int) -> float:
+    def kill(self, node_id: int) -> float:
         broker = self.brokers[node_id]
         assert broker.pid is not None
         os.killpg(broker.pid, signal.SIGKILL)  # its own session: the group is the broker
@@ -360,6 +371,7 @@ class OurCluster(Cluster):
         self.wait_members()
 
     def stop(self) -> None:
+        self._admin = None  # first: no reconnections to stopped brokers, logged
         try:
             for i, broker in self.brokers.items():
                 if not broker.running:
@@ -396,7 +408,7 @@ class KafkaCluster(Cluster):
     def pids(self) -> dict[int, int]:
         return {n.node_id: n.pid for n in self.cluster.nodes if n.running and n.pid is not None}
 
-    def _kill(self, node_id: int) -> float:
+    def kill(self, node_id: int) -> float:
         node = self.cluster.node(node_id)
         assert node.pid is not None
         os.kill(node.pid, signal.SIGKILL)
@@ -407,7 +419,31 @@ class KafkaCluster(Cluster):
     def restart(self, node_id: int) -> None:
         self.cluster.node(node_id).start()
 
+    def controller(self) -> int | None:
+        """The KRaft quorum's leader, the active controller: DescribeQuorum, which a broker
+        forwards to it (Metadata names a random broker as controller in KRaft)."""
+        from kafka.protocol.admin import DescribeQuorumRequest
+
+        topic = DescribeQuorumRequest.TopicData
+        request = DescribeQuorumRequest[0](
+            topics=[
+                topic(
+                    topic_name="__cluster_metadata",
+                    partitions=[topic.PartitionData(partition_index=0)],
+                )
+            ]
+        )
+        node = next(n for n in self.cluster.nodes if n.running)
+        try:
+            with WireConnection(node.bootstrap) as conn:
+                response = conn.request(request)
+            return int(response.topics[0].partitions[0].leader_id)
+        except Exception as e:  # only the log line's "controller:" needs it
+            log(f"kafka: DescribeQuorum failed: {e}")
+            return None
+
     def stop(self) -> None:
+        self._admin = None
         try:
             self.cluster.stop()
         finally:
@@ -474,6 +510,7 @@ def run_worker(cluster: Cluster, argv: list[str]) -> RunResult:
 class ClusterBench:
     plan: Plan
     clusters: dict[str, Cluster]
+    latency_rate: int = LATENCY_RATE
     figures: list[Figure] = field(default_factory=list)
     failover_runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -494,7 +531,7 @@ class ClusterBench:
         mbps: dict[str, list[float]] = {}
         cores: dict[str, list[float]] = {}
         client: dict[str, list[float]] = {}
-        for r in range(plan.rounds):
+        for r in range(plan.produce_rounds):
             for cluster in self.order(r):
                 result = self.produce_run(cluster, f"cluster_produce-r{r}", count)
                 rate = result.bytes / result.elapsed_s / 1e6
@@ -527,7 +564,7 @@ class ClusterBench:
                 topic = f"cluster_latency-r{r}"
                 cluster.create_topic(topic)
                 argv = ["latency", "--topic", topic, "--size", str(KIB), "--acks", "all"]
-                argv += ["--rate", str(LATENCY_RATE), "--seconds", str(plan.latency_s)]
+                argv += ["--rate", str(self.latency_rate), "--seconds", str(plan.latency_s)]
                 argv += ["--warmup", str(plan.latency_warmup_s)]
                 result = run_worker(cluster, argv)
                 cluster.delete_topic(topic)
@@ -607,12 +644,12 @@ class ClusterBench:
         cluster.restart(leader)
         cluster.wait_isr_full(topic)
         rejoin_s = time.monotonic() - began
+        was = "?" if controller is None else "yes" if leader == controller else "no"
         log(
-            f"cluster_failover {cluster.name}: killed broker {leader} (controller: "
-            f"{'yes' if leader == controller else 'no'}), first ack {report['failover_ms']:,.0f} "
-            f"ms after; {report['acked_retried']} records from before the kill acknowledged "
-            f"after it, errors {report['errors'] or 'none'}; restarted, ISR full in "
-            f"{rejoin_s:.1f} s"
+            f"cluster_failover {cluster.name}: killed broker {leader} (controller: {was}), "
+            f"first ack {report['failover_ms']:,.0f} ms after; {report['acked_retried']} "
+            f"records from before the kill acknowledged after it, errors "
+            f"{report['errors'] or 'none'}; restarted, ISR full in {rejoin_s:.1f} s"
         )
         return {
             "cluster": cluster.name,
@@ -712,14 +749,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (smoke)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {FIGURES}")
     parser.add_argument("--brokers", default="ours,kafka", help="ours,kafka (default both)")
-    parser.add_argument("--rounds", type=int, default=0, help="rounds per figure (3)")
+    parser.add_argument("--rounds", type=int, default=0, help="rounds per figure (3; produce 5)")
+    parser.add_argument(
+        "--latency-rate", type=int, default=LATENCY_RATE, help="msg/s of the latency figures"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--keep", action="store_true", help="keep the clusters' stores")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
     if args.rounds:
-        plan = Plan(**{**plan.__dict__, "rounds": args.rounds, "failover_rounds": args.rounds})
+        rounds = dict.fromkeys(("rounds", "produce_rounds", "failover_rounds"), args.rounds)
+        plan = Plan(**{**plan.__dict__, **rounds})
     only = [f for f in args.only.split(",") if f] or list(FIGURES)
     if set(only) - set(FIGURES):
         parser.error(f"unknown figures {sorted(set(only) - set(FIGURES))}; known: {FIGURES}")
@@ -734,10 +775,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(PYCACHE_DIR)
     signal.signal(signal.SIGTERM, _interrupted)
+    # ZooKeeper answers `ruok` a moment before it takes sessions; kazoo retries, noisily.
+    logging.getLogger("kazoo.client").setLevel(logging.ERROR)
     began = time.monotonic()
     loadavg_start = _loadavg()
     root = Path(tempfile.mkdtemp(prefix="mms-bench-cluster-"))
-    bench = ClusterBench(plan, {})
+    bench = ClusterBench(plan, {}, args.latency_rate)
     try:
         start_clusters(bench, names, root)
         time.sleep(plan.idle_settle_s)

@@ -18,9 +18,10 @@ client-bound run from a broker-bound one).
 `failover` goes on after `go`: a second line, `kill T`, says when the leader was killed (see
 cmd_failover).
 
-`produce`, `latency`, `txn-produce`, `failover` and `consume` use confluent-kafka (librdkafka). `fetch` is a
-hand-rolled Fetch v12 client with no record parsing beyond batch headers (no library in the
-way): it measures what the broker can serve, the figure to hold against loopback TCP bandwidth.
+`produce`, `latency`, `txn-produce`, `failover` and `consume` use confluent-kafka (librdkafka).
+`fetch` is a hand-rolled Fetch v12 client with no record parsing beyond batch headers (no
+library in the way): it measures what the broker can serve, the figure to hold against loopback
+TCP bandwidth.
 """
 
 from __future__ import annotations
@@ -321,6 +322,7 @@ def cmd_failover(args: argparse.Namespace) -> None:
 
     config = _producer_config(args, LATENCY_LINGER_MS)
     config["delivery.report.only.error"] = False
+    config["log.connection.close"] = False  # the leader's connection goes: that is the point
     producer = Producer(config)
     payload = os.urandom(args.size)
     topic, partition = args.topic, args.partition

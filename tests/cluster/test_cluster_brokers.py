@@ -20,8 +20,18 @@ NOT_LEADER_OR_FOLLOWER = 6
 
 
 def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
-    md = admin(bootstrap).list_topics(topic, timeout=10)
-    return {p: meta.leader for p, meta in md.topics[topic].partitions.items()}
+    """Each partition's leader, once the answering broker knows the topic (a topic just
+    created reaches the other brokers through ZooKeeper a moment later)."""
+    found: dict[int, int] = {}
+
+    def known() -> bool:
+        md = admin(bootstrap).list_topics(topic, timeout=10)
+        found.clear()
+        found.update({p: meta.leader for p, meta in md.topics[topic].partitions.items()})
+        return bool(found)
+
+    wait_until(known, f"metadata of {topic}")
+    return found
 
 
 def _drain(consumer: Consumer, want: int, limit_s: float = 60.0) -> list[tuple[int, bytes]]:
@@ -239,3 +249,45 @@ def test_only_the_group_coordinator_serves_a_group(cluster3: BrokerCluster) -> N
     with WireConnection(leader.bootstrap) as conn:
         response = conn.request(HeartbeatRequest[1](group_id=group, generation_id=1, member_id="m"))
     assert response.error_code != 16
+
+
+def test_partitions_added_in_a_cluster(cluster3: BrokerCluster) -> None:
+    """CreatePartitions places the new partitions at the topic's replication factor (or
+    where the request says), with leaders and ISRs, and refuses inconsistent assignments."""
+    from confluent_kafka.admin import NewPartitions
+
+    topic = f"growing-{uuid.uuid4().hex[:6]}"
+    client = admin(cluster3.bootstrap)
+    client.create_topics([NewTopic(topic, 2, 2)])[topic].result(timeout=30)
+    client.create_partitions([NewPartitions(topic, 4)])[topic].result(timeout=30)
+
+    def described() -> dict[int, tuple[int, list[int], list[int]]]:
+        md = admin(cluster3.brokers[2].bootstrap).list_topics(topic, timeout=10)
+        parts = md.topics[topic].partitions
+        return {p: (m.leader, list(m.replicas), list(m.isrs)) for p, m in parts.items()}
+
+    wait_until(
+        lambda: (
+            len(described()) == 4
+            and all(
+                len(r) == 2 and len(i) == 2 and leader == r[0]
+                for leader, r, i in described().values()
+            )
+        ),
+        "four partitions with two in-sync replicas each",
+    )
+    producer = Producer(client_config(cluster3.bootstrap, **{"acks": "all"}))
+    for p in range(4):
+        producer.produce(topic, value=b"v%d" % p, partition=p)
+    assert producer.flush(30) == 0
+
+    bad = client.create_partitions([NewPartitions(topic, 5, replica_assignment=[[0]])])
+    error = admin_error(bad[topic])
+    assert error.code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    assert "not consistent with previous partitions" in error.str()
+    bad = client.create_partitions([NewPartitions(topic, 5, replica_assignment=[[0, 7]])])
+    assert admin_error(bad[topic]).code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+    client.create_partitions([NewPartitions(topic, 5, replica_assignment=[[2, 1]])])[topic].result(
+        timeout=30
+    )
+    wait_until(lambda: described().get(4, (None, []))[1] == [2, 1], "partition 4 on [2, 1]")

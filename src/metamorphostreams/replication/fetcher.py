@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..client.connection import BrokerConnection
-from ..client.errors import KafkaError
+from ..client.errors import KafkaConnectionError, KafkaError
 from ..protocol._generated.fetch import FetchRequest, FetchResponse
 from ..protocol._generated.list_offsets import ListOffsetsRequest, ListOffsetsResponse
 from ..protocol._generated.offset_for_leader_epoch import (
@@ -160,7 +160,7 @@ class ReplicaFetcher:
             return conn
         endpoint = self.endpoint_of(self.leader_id)
         if endpoint is None:
-            raise KafkaError(f"broker {self.leader_id} is not registered")
+            raise KafkaConnectionError(f"broker {self.leader_id} is not registered yet")
         self._conn = await BrokerConnection.open(
             *endpoint,
             client_id=self._client_id,

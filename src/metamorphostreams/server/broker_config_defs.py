@@ -126,7 +126,6 @@ BROKER_CONFIGS: dict[str, BrokerConfigDef] = {
     "kafka.metrics.polling.interval.secs": (INT, "10", False),
     "kafka.metrics.reporters": (LIST, "", False),
     "leader.imbalance.check.interval.seconds": (LONG, "300", False),
-    "leader.imbalance.per.broker.percentage": (INT, "10", False),
     "listener.security.protocol.map": (STRING, "SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT", True),  # noqa: E501
     "listeners": (LIST, "PLAINTEXT://:9092", True),
     "log.cleaner.backoff.ms": (LONG, "15000", True),

@@ -21,6 +21,9 @@ What it does, on the broker's loop:
   elections ElectLeaders asks for (``elect_leaders``), and moves leadership back to preferred
   replicas when a broker's share led elsewhere grows (``auto.leader.rebalance.enable``).
 
+Topic administration (placement, creation, partition growth, deletion requests) is the
+``ClusterTopicAdmin`` part, in ``_cluster_topics``.
+
 Threads. Every ZooKeeper call runs on one worker thread (``self._zk``), never on the loop;
 kazoo's watch callbacks only read ZooKeeper and hand view changes to ``_deliver``
 (``loop.call_soon_threadsafe``). Loop-owned otherwise.
@@ -34,7 +37,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
@@ -42,8 +45,6 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from ..cluster import zk_paths as zp
-from ..cluster.metadata import TopicInfo
-from ..cluster.placement import assign_replicas
 from ..cluster.zk_controller import (
     BrokerRegistrationConflict,
     ControllerContext,
@@ -53,23 +54,19 @@ from ..cluster.zk_controller import (
 from ..cluster.zk_partitions import (
     ELECTION_PREFERRED,
     ElectionOutcome,
-    current_controller_epoch,
     elect_leaders,
     elect_partitions,
     live_brokers,
-    partition_state_ops,
     read_assignments,
     rebalance_candidates,
     update_isr,
 )
 from ..cluster.zk_store import (
-    TopicAlreadyMarkedForDeletion,
-    TopicExistsError,
-    UnknownTopicError,
     ZkMetadataStore,
 )
 from ..protocol.errors import ErrorCode
 from ..replication.partition import IsrChange
+from ._cluster_topics import DELETE_WAIT_POLL_S, ClusterTopicAdmin
 from .config import ConfigError
 
 if TYPE_CHECKING:
@@ -77,9 +74,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("metamorphostreams.server")
 
-T = TypeVar("T")
 DEFAULT_SESSION_TIMEOUT_MS = 18_000  # Kafka's zookeeper.session.timeout.ms
-DELETE_WAIT_POLL_S = 0.05
 ELECTION_WAIT_POLL_S = 0.02  # until the view shows the leaders an ElectLeaders wrote
 FIRST_REBALANCE_DELAY_S = 5.0  # Kafka checks the leader balance 5 s after a controller starts
 
@@ -89,7 +84,7 @@ class ClusterStartError(ConfigError):
     bad config, the broker exits non-zero with this one line."""
 
 
-class ClusterRuntime:
+class ClusterRuntime(ClusterTopicAdmin):
     """This broker's membership in a ZooKeeper cluster. Loop-owned (see the module doc)."""
 
     def __init__(self, broker: Broker, connect: str) -> None:
@@ -124,9 +119,6 @@ class ClusterRuntime:
         self._started = False  # the logs are open: view changes may now open and drop logs
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._zk, fn, *args)
 
     def _deliver(self, change: Callable[[], None]) -> None:
         loop = self._loop
@@ -657,104 +649,3 @@ class ClusterRuntime:
 
     def leads(self, topic: str, partition: int) -> bool:
         return self.broker.replicas.get_log(topic, partition) is not None
-
-    # -- topic admin (loop; ZooKeeper on the worker) ------------------------------------
-
-    def placement(
-        self,
-        partitions: int,
-        assignment: dict[int, list[int]] | None = None,
-        replication_factor: int = 1,
-    ) -> dict[int, list[int]]:
-        """Kafka's replica placement over the live brokers (rack-aware when they all have a
-        rack). Raises PlacementError."""
-        if assignment is not None:
-            return assignment
-        racks = {b: reg.rack for b, reg in self.brokers.items()}
-        return assign_replicas(racks, partitions, replication_factor)
-
-    async def create_topic(
-        self,
-        name: str,
-        partitions: int,
-        configs: dict[str, str],
-        assignment: dict[int, list[int]] | None = None,
-        *,
-        replication_factor: int = 1,
-    ) -> TopicInfo:
-        """Place the partitions, write the topic and its partition states in one transaction.
-        Raises TopicExistsError, PlacementError."""
-        placed = self.placement(partitions, assignment, replication_factor)
-        live = set(self.brokers)
-
-        def create() -> TopicInfo:
-            epoch = current_controller_epoch(self.client)
-            ops = partition_state_ops(name, placed, epoch, with_root=True, live=live)
-            return self.store.create_topic(name, partitions, configs, placed, extra_ops=ops)
-
-        info = await self._run(create)
-        log.info("created topic %s: %d partitions on brokers %s", name, partitions, placed)
-        return info
-
-    def internal_replication_factor(self, name: str) -> int:
-        """``offsets.topic.replication.factor`` / ``transaction.state.log.replication.factor``
-        (default 3), lowered to the live broker count with a warning."""
-        from .group_runtime import OFFSETS_TOPIC
-
-        key = (
-            "offsets.topic.replication.factor"
-            if name == OFFSETS_TOPIC
-            else "transaction.state.log.replication.factor"
-        )
-        wanted = int(self.broker.config.props.get(key, "3"))
-        live = len(self.brokers)
-        if wanted > live:
-            log.warning(
-                "%s=%d but only %d broker(s) are registered: %s gets replication factor %d",
-                key,
-                wanted,
-                live,
-                name,
-                live,
-            )
-            return live
-        return wanted
-
-    def ensure_topic(self, name: str, partitions: int, configs: dict[str, str]) -> None:
-        """Create an internal topic in the background if it does not exist yet."""
-        if name in self.store.topics or name in self._creating or not self.brokers:
-            return
-        self._creating.add(name)
-
-        async def create() -> None:
-            try:
-                await self.create_topic(
-                    name,
-                    partitions,
-                    configs,
-                    replication_factor=self.internal_replication_factor(name),
-                )
-            except TopicExistsError:
-                pass
-            except Exception:
-                log.exception("cannot create %s", name)
-            finally:
-                self._creating.discard(name)
-
-        asyncio.get_running_loop().create_task(create())
-
-    async def delete_topic(self, name: str, timeout_ms: int) -> ErrorCode:
-        """Ask the controller to delete ``name`` and wait until the deletion is seen."""
-        try:
-            await self._run(self.store.mark_topic_for_deletion, name)
-        except UnknownTopicError:
-            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        except TopicAlreadyMarkedForDeletion:
-            pass
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(timeout_ms, 0) / 1000
-        while name in self.store.topics:
-            if loop.time() >= deadline:
-                return ErrorCode.REQUEST_TIMED_OUT
-            await asyncio.sleep(DELETE_WAIT_POLL_S)
-        return ErrorCode.NONE

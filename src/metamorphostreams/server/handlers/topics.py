@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from ...cluster.metadata import topic_name_error
-from ...cluster.placement import PlacementError
+from ...cluster.placement import PlacementError, validate_assignment
 from ...protocol._generated.create_partitions import (
     CreatePartitionsRequest,
     CreatePartitionsResponse,
@@ -278,15 +278,6 @@ async def handle_create_partitions(
             )
             continue
         current = info.partitions
-        if broker.cluster is not None:
-            results.append(
-                Res(
-                    name=topic.name,
-                    error_code=ErrorCode.INVALID_REQUEST,
-                    error_message="CreatePartitions is not supported in a cluster yet.",
-                )
-            )
-            continue
         if topic.count < current:
             msg = (
                 f"Topic currently has {current} partitions, which is higher than the "
@@ -311,6 +302,9 @@ async def handle_create_partitions(
                 )
             )
             continue
+        if broker.cluster is not None:
+            results.append(await _create_partitions_in_cluster(ctx, req, topic, current))
+            continue
         if topic.assignments is not None:
             added = topic.count - current
             bad = len(topic.assignments) != added or any(
@@ -330,3 +324,52 @@ async def handle_create_partitions(
             broker.replicas.add_partitions(topic.name, topic.count)
         results.append(Res(name=topic.name, error_code=ErrorCode.NONE))
     return CreatePartitionsResponse(results=results)
+
+
+async def _create_partitions_in_cluster(
+    ctx: RequestContext,
+    req: CreatePartitionsRequest,
+    topic: CreatePartitionsRequest.CreatePartitionsTopic,
+    current: int,
+) -> CreatePartitionsResponse.CreatePartitionsTopicResult:
+    """Kafka's checks of a manual assignment (KRaft's messages), then the placement and
+    the new partitions' states through the cluster runtime."""
+    cluster = ctx.broker.cluster
+    assert cluster is not None
+    Res = CreatePartitionsResponse.CreatePartitionsTopicResult
+    added = topic.count - current
+    assignment = None
+    if topic.assignments is not None:
+        assignment = [list(a.broker_ids) for a in topic.assignments]
+        replication = len(cluster.replicas_of(topic.name, 0))
+        message = None
+        if len(assignment) != added:
+            message = (
+                f"Increasing the number of partitions by {added} but "
+                f"{len(assignment)} assignments provided."
+            )
+        elif any(len(replicas) != replication for replicas in assignment):
+            size = next(len(r) for r in assignment if len(r) != replication)
+            message = (
+                f"The manual partition assignment includes a partition with {size} "
+                "replica(s), but this is not consistent with previous partitions, which have "
+                f"{replication} replica(s)."
+            )
+        else:
+            # Brokers registered, none twice (the partition ids here are the new ones').
+            message = validate_assignment(
+                dict(enumerate(assignment)), set(cluster.live_broker_ids())
+            )
+        if message is not None:
+            return Res(
+                name=topic.name,
+                error_code=ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                error_message=message,
+            )
+    if req.validate_only:
+        return Res(name=topic.name, error_code=ErrorCode.NONE)
+    try:
+        await cluster.add_partitions(topic.name, topic.count, assignment)
+    except PlacementError as e:
+        return Res(name=topic.name, error_code=e.error_code, error_message=str(e))
+    return Res(name=topic.name, error_code=ErrorCode.NONE)
