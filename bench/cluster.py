@@ -5,42 +5,31 @@
 
 Both clusters run at once on loopback, each started once per run in a fresh temporary
 directory. Ours: a ZooKeeper (`tests/helpers/zookeeper.py`: Debian's jars, tickTime 200 ms)
-and three `mms broker` processes joined to it (zookeeper.connect HOST:PORT/bench), with our
-defaults. Kafka's: three Kafka 4.3.1 KRaft nodes in combined mode (`ReferenceKafkaCluster`, a
-static quorum of all three) with the JVM options of kafka-server-start.sh
-(`BENCH_JVM_OPTIONS`) and Kafka's defaults where the tests' cluster shortens them
-(`KAFKA_DEFAULTS`: broker.session.timeout.ms 9000, broker.heartbeat.interval.ms 2000,
-replica.lag.time.max.ms 30000, 3 network and 8 I/O threads). Every topic: 3 partitions,
-replication factor 3, min.insync.replicas=2. As in `bench/run.py`, rounds alternate the
-clusters (ours, Kafka / Kafka, ours / ...), a figure is the median over its rounds (latency:
-percentiles of the pooled samples), ratio = ours / Kafka. The clients are `bench/loadgen.py`:
+and three `mms broker` processes joined to it, with our defaults. Kafka's: three Kafka 4.3.1
+KRaft nodes in combined mode (`ReferenceKafkaCluster`) with kafka-server-start.sh's JVM
+options and Kafka's defaults where the tests' cluster shortens them (`KAFKA_DEFAULTS`).
+Every topic: 3 partitions, replication factor 3, min.insync.replicas=2. As in `run.py`,
+rounds alternate the clusters, a figure is the median over its rounds (latency: percentiles
+of the pooled samples), ratio = ours / Kafka. The clients are `bench/loadgen.py`'s:
 
-- cluster_produce_acks_all_mbps: one confluent-kafka producer (`loadgen.py produce`: acks=all,
-  linger.ms=5, batch.size 1000000, enable.idempotence=false, no compression) writing 1 KiB
-  records into a fresh topic (librdkafka's sticky partitioner spreads them over the 3
-  partitions): bytes acknowledged over first send to last acknowledgement. `*_broker_cores`:
-  CPU of the three broker processes together over that time (not ZooKeeper's; Kafka's
-  controllers live in its broker processes); `*_client_cores`: the producer's. Before the
-  rounds, one unmeasured run of 256 MiB per cluster warms the JVMs up (not with --quick);
-- cluster_produce_acks_all_p50_ms / _p99_ms: `loadgen.py latency`, a fixed LATENCY_RATE
-  msg/s of 1 KiB, acks=all, linger.ms=0: librdkafka's produce-to-acknowledgement time of each
-  record;
-- cluster_failover_zk18s_ms / _zk6s_ms: `loadgen.py failover` sends 1 KiB records at a fixed
-  FAILOVER_RATE msg/s to partition 0 (acks=all, linger.ms=0); after a steady spell the leader
-  of partition 0 gets SIGKILL; the figure is the time from the kill to the first
-  acknowledgement of a record produced after it. Ours with zookeeper.session.timeout.ms 18000
-  (the default), then, after a rolling restart, 6000: the dead broker's registration, and with
-  it its leaderships, go when its ZooKeeper session expires. Kafka's column is the same in
-  both rows: its defaults, samples pooled over both phases. Both include librdkafka finding
-  the new leader (metadata refreshed every retry.backoff.ms, 100 ms, backing off to 1 s).
-  After each kill the killed broker starts again on its store (ours: once its registration
-  is gone) and the round ends when every ISR has three replicas again: cluster_rejoin_s,
-  restart included (a JVM start and log recovery for Kafka).
+- cluster_produce_acks_all_mbps: `loadgen.py produce` (acks=all, linger.ms=5, idempotence
+  off) writing 1 KiB records over the 3 partitions of a fresh topic, after one unmeasured run
+  per cluster (JIT warm-up; not with --quick). `*_broker_cores`: CPU of the three broker
+  processes (not ZooKeeper's), `*_client_cores` the producer's, over the run;
+- cluster_produce_acks_all_p50_ms / _p99_ms: `loadgen.py latency`, LATENCY_RATE msg/s of
+  1 KiB, acks=all, linger.ms=0: each record's produce-to-acknowledgement time;
+- cluster_failover_zk18s_ms / _zk6s_ms: `loadgen.py failover` sends FAILOVER_RATE msg/s
+  of 1 KiB to partition 0 (acks=all, linger.ms=0) and its leader gets SIGKILL: the time from
+  the kill to the first acknowledgement of a record produced after it (librdkafka's metadata
+  refreshes included). Ours with zookeeper.session.timeout.ms 18000 (the default), then,
+  after a rolling restart, 6000; Kafka's column, its defaults, pooled over both phases. The
+  killed broker then starts again on its store (ours: once its registration is gone) until
+  every ISR has three replicas: cluster_rejoin_s.
 
-Results: a table on stdout and `bench/out/cluster.json` (rows `{"name", "unit", "ours",
-"kafka", "ratio"}`, as run.py writes them) plus `cluster-meta.json` (load average, settings,
-every failover round: the node killed, whether it was the controller, the times). MB are 10^6
-bytes. Everything started is stopped at the end, on Ctrl-C and SIGTERM too.
+Results: a table on stdout, `bench/out/cluster.json` (run.py's rows) and `cluster-meta.json`
+(settings; every failover round: the node killed, whether it was the controller, the times).
+MB are 10^6 bytes. Everything started is stopped at the end, on Ctrl-C and SIGTERM too.
+bench/README.md says what the figures mean for the issue's goals.
 """
 
 from __future__ import annotations
@@ -57,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,11 +98,8 @@ NODES = 3
 PARTITIONS = 3
 REPLICATION_FACTOR = 3
 TOPIC_CONFIG = {"min.insync.replicas": "2"}  # acks=all goes on with one replica down
-# msg/s of 1 KiB, acks=all, linger.ms=0: about one Produce request per record, and a leader
-# answers a connection's requests one at a time, each after a replication round trip. Above
-# 1 / that round trip the queue grows without bound and p99 is the run's length, not a
-# latency: on the busy 2-core machine Kafka's cluster tipped over between 50 and 200 msg/s,
-# ours between 200 and 400 (2026-12-03).
+# At linger.ms=0, a Produce request per record, answered one at a time per connection after a
+# replication round trip: much faster and the queue, not latency, makes p99 (bench/README.md).
 LATENCY_RATE = 100
 FAILOVER_RATE = 100  # the same, into partition 0: a record every 10 ms, the resolution
 FAILOVER_LIMIT_S = 90.0  # no acknowledgement 90 s after the kill: the cluster is stuck
@@ -201,9 +188,11 @@ def wait_for(predicate: Callable[[], bool], what: str, limit_s: float) -> float:
 # --------------------------------------------------------------------------- the clusters
 
 
-class Cluster:
+class Cluster(ABC):
     """A running cluster of NODES brokers as the benchmark drives it: its metadata (through
-    librdkafka's admin client), its processes, killing and restarting one. Not thread-safe."""
+    librdkafka's admin client), its processes (`pids()`: node id -> pid of each running one),
+    `kill()` (SIGKILL; the CLOCK_MONOTONIC instant just after it), `restart()`, and
+    `wait_deregistered()` (until a killed node may start again). Not thread-safe."""
 
     name = ""
 
@@ -211,33 +200,31 @@ class Cluster:
         self._admin: AdminClient | None = None
 
     @property
-    def bootstrap(self) -> str:
-        raise NotImplementedError
-
-    def pids(self) -> dict[int, int]:
-        """Node id -> pid of every running node."""
-        raise NotImplementedError
-
-    def kill(self, node_id: int) -> float:
-        """SIGKILL; the CLOCK_MONOTONIC instant just after the signal went."""
-        raise NotImplementedError
-
-    def restart(self, node_id: int) -> None:
-        raise NotImplementedError
-
-    def wait_deregistered(self, node_id: int) -> None:
-        """Until a killed node may start again."""
-
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def bootstrap(self) -> str: ...
+    @abstractmethod
+    def pids(self) -> dict[int, int]: ...
+    @abstractmethod
+    def kill(self, node_id: int) -> float: ...
+    @abstractmethod
+    def restart(self, node_id: int) -> None: ...
+    @abstractmethod
+    def stop(self) -> None: ...
+    @abstractmethod
+    def wait_deregistered(self, node_id: int) -> None: ...
 
     @property
     def admin(self) -> AdminClient:
         if self._admin is None:
-            # Quiet: killed brokers and deleted topics are what the benchmark does.
-            self._admin = AdminClient(
-                client_config(self.bootstrap, **{"log.connection.close": False, "log_level": 4})
-            )
+            # Quiet: killed brokers and deleted topics are what the benchmark does. No
+            # auto-creation: librdkafka refreshes the topics it knew, deleted ones included,
+            # and both brokers would create those again (auto.create.topics.enable).
+            config = {
+                "log.connection.close": False,
+                "log_level": 4,
+                "allow.auto.create.topics": False,
+            }
+            self._admin = AdminClient(client_config(self.bootstrap, **config))
         return self._admin
 
     def cpu_seconds(self) -> float:
@@ -418,6 +405,9 @@ class KafkaCluster(Cluster):
 
     def restart(self, node_id: int) -> None:
         self.cluster.node(node_id).start()
+
+    def wait_deregistered(self, node_id: int) -> None:
+        """Nothing to wait for: a restarted KRaft broker registers with a new incarnation."""
 
     def controller(self) -> int | None:
         """The KRaft quorum's leader, the active controller: DescribeQuorum, which a broker
@@ -807,11 +797,8 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": time.monotonic() - began,
         "quick": args.quick,
         "plan": plan.__dict__,
-        "topic": {
-            "partitions": PARTITIONS,
-            "replication_factor": REPLICATION_FACTOR,
-            **TOPIC_CONFIG,
-        },
+        "topic": {"partitions": PARTITIONS, "replication_factor": REPLICATION_FACTOR},
+        "topic_config": TOPIC_CONFIG,
         "kafka_settings": KAFKA_DEFAULTS,
         "zookeeper_session_timeouts_ms": [ms for ms, _ in SESSION_PHASES],
         "failover_runs": bench.failover_runs,

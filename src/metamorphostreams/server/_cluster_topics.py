@@ -134,8 +134,15 @@ class ClusterTopicAdmin:
             return live
         return wanted
 
-    def ensure_topic(self, name: str, partitions: int, configs: dict[str, str]) -> None:
-        """Create an internal topic in the background if it does not exist yet."""
+    def ensure_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: dict[str, str],
+        replication_factor: int | None = None,
+    ) -> None:
+        """Create a topic in the background if it does not exist yet: an internal one at its
+        replication factor (None), or an auto-created one at ``replication_factor``."""
         if name in self.store.topics or name in self._creating or not self.brokers:
             return
         self._creating.add(name)
@@ -146,7 +153,9 @@ class ClusterTopicAdmin:
                     name,
                     partitions,
                     configs,
-                    replication_factor=self.internal_replication_factor(name),
+                    replication_factor=self.internal_replication_factor(name)
+                    if replication_factor is None
+                    else replication_factor,
                 )
             except TopicExistsError:
                 pass

@@ -204,7 +204,12 @@ def _topics_by_name(
                 if broker.cluster is not None:
                     if broker.config["auto.create.topics.enable"]:
                         # Kafka's answer while an auto-created topic is being created.
-                        broker.cluster.ensure_topic(name, int(broker.config["num.partitions"]), {})
+                        broker.cluster.ensure_topic(
+                            name,
+                            int(broker.config["num.partitions"]),
+                            {},
+                            int(broker.config["default.replication.factor"]),
+                        )
                         topics.append(_error_topic(name, ErrorCode.LEADER_NOT_AVAILABLE))
                         continue
                 else:
